@@ -1,0 +1,59 @@
+"""Behaviour and execution policies over per-agent action values with action masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# Logit given to unavailable actions: finite, so a fully masked (padded) step gives a
+# uniform policy instead of NaN, as in the released code (ALGORITHM.md §9.6).
+MASKED_LOGIT = -1e9
+
+
+def masked_logits(logits: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
+    return logits.masked_fill(avail <= 0, MASKED_LOGIT)
+
+
+def greedy_actions(values: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
+    """Argmax over available actions; values and avail are [..., A]."""
+    return masked_logits(values, avail).argmax(dim=-1)
+
+
+def sample_softmax(logits: torch.Tensor, avail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample a ~ softmax(logits) over available actions; returns (actions, log-probs of all actions)."""
+    log_probs = torch.log_softmax(masked_logits(logits, avail), dim=-1)
+    flat = log_probs.reshape(-1, log_probs.shape[-1]).exp()
+    actions = torch.multinomial(flat, 1).view(log_probs.shape[:-1])
+    return actions, log_probs
+
+
+def epsilon_greedy(values: torch.Tensor, avail: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """With probability epsilon a uniformly random available action, else the greedy one."""
+    greedy = greedy_actions(values, avail)
+    random = torch.multinomial(avail.reshape(-1, avail.shape[-1]).clamp(min=0), 1).view(greedy.shape)
+    explore = torch.rand(greedy.shape, device=values.device) < epsilon
+    return torch.where(explore, random, greedy)
+
+
+def epsilon_greedy_probs(values: torch.Tensor, avail: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """The action distribution `epsilon_greedy` samples from (for reports)."""
+    n_avail = avail.sum(-1, keepdim=True).clamp(min=1)
+    probs = epsilon * avail / n_avail
+    greedy = torch.nn.functional.one_hot(greedy_actions(values, avail), values.shape[-1]).to(values.dtype)
+    return probs + (1 - epsilon) * greedy
+
+
+@dataclass(frozen=True)
+class LinearSchedule:
+    """Linear anneal from `start` to `finish` over `duration` env steps, then constant."""
+
+    start: float
+    finish: float
+    duration: int
+
+    def __call__(self, t_env: int) -> float:
+        if self.duration <= 0:
+            return self.finish
+        frac = min(max(t_env, 0) / self.duration, 1.0)
+        return self.start + frac * (self.finish - self.start)

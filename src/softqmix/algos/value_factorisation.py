@@ -1,0 +1,386 @@
+"""One LightningModule for every value-factorisation learner (IQL, VDN, QMIX, Soft-QMIX and ablations).
+
+The variant is chosen by the switches of AlgoConfig (ALGORITHM.md §8), never by editing
+this file. Two optimizers with manual optimization: the critic (agent net, g, mixer) on
+the TD loss, the policy transform f on the MSE policy loss whose inputs are detached.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from softqmix.algos.action_selection import (
+    LinearSchedule,
+    epsilon_greedy,
+    greedy_actions,
+    sample_softmax,
+)
+from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
+from softqmix.config import AlgoConfig, Behaviour, Mixer
+from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
+from softqmix.data.collector import CollectStats, EpisodeCollector
+from softqmix.data.stream import ReplayStream, TrainingProgress
+from softqmix.envs.base import EnvInfo
+from softqmix.nets.agent import RNNAgent, agent_input_dim, build_agent_inputs
+from softqmix.nets.mixers import make_mixer
+from softqmix.nets.transforms import AffineF, IdentityTransform, MonotoneG
+
+
+@dataclass
+class RunSchedule:
+    """How long to train and how often to test and log, all in env steps."""
+
+    t_max: int
+    batch_size_run: int = 4
+    test_interval: int = 1000
+    test_nepisode: int = 32
+    log_interval: int = 1000
+
+
+def to_algo_config(algo: AlgoConfig | DictConfig | dict[str, Any]) -> AlgoConfig:
+    """Validate any algo mapping against the schema and return the typed object."""
+    if isinstance(algo, AlgoConfig):
+        return algo
+    merged = OmegaConf.merge(OmegaConf.structured(AlgoConfig), algo)
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def validate_algo(cfg: AlgoConfig) -> None:
+    """Reject switch combinations that have no meaning, with the fix in the message."""
+    if cfg.mixer is Mixer.none and (cfg.use_f or cfg.weighted_td or cfg.use_g):
+        raise ValueError(
+            "algo.mixer=none (independent learners) cannot use use_f, use_g or weighted_td: "
+            "they act on a joint value; choose algo.mixer=sum or qmix"
+        )
+    if cfg.alpha <= 0 and (cfg.soft_target or cfg.behaviour is Behaviour.softmax):
+        raise ValueError(f"algo.alpha must be > 0 for a soft target or a softmax behaviour, got {cfg.alpha}")
+    if cfg.behaviour_alpha is not None and cfg.behaviour_alpha <= 0:
+        raise ValueError(f"algo.behaviour_alpha must be > 0 or null, got {cfg.behaviour_alpha}")
+    if not 0.0 <= cfg.td_lambda <= 1.0 or not 0.0 <= cfg.gamma <= 1.0:
+        raise ValueError(
+            f"algo.td_lambda and algo.gamma must lie in [0, 1], got {cfg.td_lambda}, {cfg.gamma}"
+        )
+    if cfg.batch_size > cfg.buffer_size:
+        raise ValueError(f"algo.batch_size ({cfg.batch_size}) exceeds algo.buffer_size ({cfg.buffer_size})")
+
+
+def _per_agent_time_major(x: torch.Tensor, n: int) -> torch.Tensor:
+    """[B, T] -> [B*n, T] repeating each episode for each agent (independent learners)."""
+    return x.unsqueeze(1).expand(-1, n, -1).reshape(-1, x.shape[-1])
+
+
+class ValueFactorisation(L.LightningModule):
+    """Learner + actor for one value-factorisation algorithm."""
+
+    def __init__(
+        self,
+        algo: AlgoConfig | DictConfig | dict[str, Any],
+        env_info: EnvInfo | dict[str, int],
+        obs_last_action: bool,
+        schedule: RunSchedule | dict[str, int],
+    ) -> None:
+        super().__init__()
+        self.cfg = to_algo_config(algo)
+        validate_algo(self.cfg)
+        self.env_info = env_info if isinstance(env_info, EnvInfo) else EnvInfo(**env_info)
+        self.schedule = schedule if isinstance(schedule, RunSchedule) else RunSchedule(**schedule)
+        self.obs_last_action = obs_last_action
+        self.save_hyperparameters(
+            {
+                "algo": OmegaConf.to_container(OmegaConf.structured(self.cfg), enum_to_str=True),
+                "env_info": asdict(self.env_info),
+                "obs_last_action": obs_last_action,
+                "schedule": asdict(self.schedule),
+            }
+        )
+        self.automatic_optimization = False
+
+        cfg, info = self.cfg, self.env_info
+        n, s = info.n_agents, info.state_dim
+        in_dim = agent_input_dim(info.obs_dim, n, info.n_actions, obs_last_action, cfg.obs_agent_id)
+        self.agent = RNNAgent(in_dim, cfg.rnn_hidden_dim, info.n_actions)
+        self.g: nn.Module = (
+            MonotoneG(n, s, cfg.g_hidden, cfg.hypernet_embed, cfg.g_residual, cfg.nonneg)
+            if cfg.use_g
+            else IdentityTransform()
+        )
+        self.f: nn.Module = (
+            AffineF(n, s, cfg.hypernet_embed, cfg.nonneg) if cfg.use_f else IdentityTransform()
+        )
+        self.mixer = make_mixer(cfg.mixer, n, s, cfg.mixing_embed_dim, cfg.hypernet_embed, cfg.nonneg)
+        self.target_agent = copy.deepcopy(self.agent).requires_grad_(False)
+        self.target_g = copy.deepcopy(self.g).requires_grad_(False)
+        self.target_mixer = copy.deepcopy(self.mixer).requires_grad_(False)
+
+        self.progress = TrainingProgress()
+        self.epsilon = LinearSchedule(cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time)
+        self.train_collector: EpisodeCollector | None = None
+        self.test_collector: EpisodeCollector | None = None
+        self.buffer: EpisodeBuffer | None = None
+        self._pending_train_stats: list[CollectStats] = []
+        self._pending_losses: list[dict[str, float]] = []
+        self.test_history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ acting
+    @property
+    def behaviour_alpha(self) -> float:
+        return self.cfg.behaviour_alpha if self.cfg.behaviour_alpha is not None else self.cfg.alpha
+
+    def initial_hidden(self, n_envs: int) -> torch.Tensor:
+        return self.agent.initial_hidden(n_envs * self.env_info.n_agents, device=self.device)
+
+    def _inputs(self, obs: torch.Tensor, last_actions: torch.Tensor) -> torch.Tensor:
+        return build_agent_inputs(
+            obs,
+            last_actions if self.obs_last_action else None,
+            self.env_info.n_actions,
+            self.cfg.obs_agent_id,
+        )
+
+    def policy_logits(self, q: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Training-policy logits f(g(Q_i; s); s) / alpha for each agent and action."""
+        return self.f(self.g(q, state), state) / self.behaviour_alpha
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs: torch.Tensor,
+        state: torch.Tensor,
+        avail: torch.Tensor,
+        last_actions: torch.Tensor,
+        hidden: torch.Tensor,
+        explore: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step for E envs: obs [E,n,o], state [E,S], avail [E,n,A] -> actions [E,n]."""
+        obs, state, avail = obs.to(self.device), state.to(self.device), avail.to(self.device)
+        q, hidden = self.agent.step(self._inputs(obs, last_actions.to(self.device)), hidden)
+        if not explore:
+            return greedy_actions(q, avail), hidden
+        if self.cfg.behaviour is Behaviour.eps_greedy:
+            return epsilon_greedy(q, avail, self.epsilon(self.progress.t_env)), hidden
+        actions, _ = sample_softmax(self.policy_logits(q, state), avail)
+        return actions, hidden
+
+    # ------------------------------------------------------------------ data
+    def attach_envs(self, train: EpisodeCollector, test: EpisodeCollector | None = None) -> None:
+        """Give the module its envs; kept out of __init__ so checkpoints load without envs."""
+        self.train_collector, self.test_collector = train, test or train
+        self.buffer = EpisodeBuffer(self.cfg.buffer_size, self.env_info)
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        if self.train_collector is None or self.buffer is None:
+            raise RuntimeError("call attach_envs(...) before fitting")
+        stream = ReplayStream(
+            collector=self.train_collector,
+            buffer=self.buffer,
+            actor=self,
+            progress=self.progress,
+            batch_size=self.cfg.batch_size,
+            updates_per_collect=self.cfg.updates_per_collect,
+            t_max=self.schedule.t_max,
+            on_collect=self._pending_train_stats.append,
+        )
+        return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=0)
+
+    # ------------------------------------------------------------------ learning
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        critic_params = [*self.agent.parameters(), *self.g.parameters(), *self.mixer.parameters()]
+        opts = [torch.optim.Adam(critic_params, lr=self.cfg.critic_lr, eps=self.cfg.adam_eps)]
+        if self.cfg.use_f:
+            opts.append(torch.optim.Adam(self.f.parameters(), lr=self.cfg.policy_lr, eps=self.cfg.adam_eps))
+        return opts
+
+    def _unroll(self, agent: RNNAgent, batch: EpisodeBatch) -> torch.Tensor:
+        b = batch.actions.shape[0]
+        first = torch.full_like(batch.actions[:, :1], -1)
+        last_actions = torch.cat([first, batch.actions], dim=1)
+        return agent.unroll(self._inputs(batch.obs, last_actions))
+
+    def compute_losses(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
+        """All losses and diagnostics of one update; pure given the batch and the RNG."""
+        cfg, n = self.cfg, self.env_info.n_agents
+        mask = batch.filled.clone()
+        mask[:, 1:] = mask[:, 1:] * (1 - batch.terminated[:, :-1])
+        state, avail = batch.state, batch.avail
+
+        q = self._unroll(self.agent, batch)  # [B, T+1, n, A]
+        g_all = self.g(q, state)
+        g_taken = g_all[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)  # [B, T, n]
+        q_tot = self.mixer(g_taken, state[:, :-1])  # [B, T] or [B, T, n]
+
+        with torch.no_grad():
+            target_g = self.target_g(self._unroll(self.target_agent, batch), state)
+            if cfg.soft_target:
+                logits = self.f(g_all.detach(), state) / cfg.alpha
+                next_actions, log_probs = sample_softmax(logits, avail)
+                neg_logp = -log_probs.gather(-1, next_actions.unsqueeze(-1)).squeeze(-1)  # [B, T+1, n]
+            else:
+                chooser = g_all.detach() if cfg.double_q else target_g
+                next_actions = greedy_actions(chooser, avail)
+                neg_logp = torch.zeros_like(next_actions, dtype=q.dtype)
+            target_tot = self.target_mixer(target_g.gather(-1, next_actions.unsqueeze(-1)).squeeze(-1), state)
+            targets, entropy = self._targets(batch, mask, target_tot, neg_logp)
+
+        td_error = q_tot - targets
+        loss_mask = mask if cfg.mixer is not Mixer.none else mask.unsqueeze(-1).expand_as(td_error)
+        out: dict[str, torch.Tensor] = {}
+        weights = loss_mask
+        if cfg.use_f or cfg.weighted_td:
+            f_sum = self.f(g_taken.detach().unsqueeze(-1), state[:, :-1]).squeeze(-1).sum(-1)
+            policy_error = q_tot.detach() - f_sum
+            if cfg.use_f:
+                out["loss/policy"] = (0.5 * policy_error.pow(2) * mask).sum() / mask.sum()
+            if cfg.weighted_td:
+                disagree = (policy_error > 0) == (td_error.detach() < 0)
+                weights = loss_mask * torch.where(disagree, 0.5, 1.0)
+                out["train/td_weight_mean"] = (weights.sum() / loss_mask.sum()).detach()
+        out["loss/td"] = (0.5 * td_error.pow(2) * weights).sum() / weights.sum()
+        out["loss/td_unweighted"] = ((0.5 * td_error.pow(2) * loss_mask).sum() / loss_mask.sum()).detach()
+        valid = loss_mask.sum()
+        out["train/q_taken_mean"] = ((q_tot * loss_mask).sum() / valid).detach()
+        out["train/target_mean"] = ((targets * loss_mask).sum() / valid).detach()
+        out["train/entropy"] = ((entropy[:, :-1] * mask).sum() / mask.sum()).detach()
+        return out
+
+    def _targets(
+        self, batch: EpisodeBatch, mask: torch.Tensor, target_tot: torch.Tensor, neg_logp: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """TD(lambda) targets for a joint value [B, T] or for each agent [B, T, n]."""
+        cfg, n = self.cfg, self.env_info.n_agents
+        reward, terminated = batch.reward, batch.terminated
+        if cfg.mixer is Mixer.none:
+            b, t = reward.shape
+            flat = lambda x: x.permute(0, 2, 1).reshape(b * n, -1)  # noqa: E731
+            reward, terminated, mask = (_per_agent_time_major(x, n) for x in (reward, terminated, mask))
+            target_tot, entropy = flat(target_tot), flat(neg_logp)
+        else:
+            entropy = neg_logp.sum(-1)  # single-sample joint entropy estimate
+        if cfg.soft_target:
+            y = soft_td_lambda_targets(
+                reward,
+                terminated,
+                mask,
+                target_tot,
+                entropy,
+                cfg.gamma,
+                cfg.td_lambda,
+                cfg.alpha,
+                cfg.mask_entropy_after_termination,
+            )
+        else:
+            y = td_lambda_targets(reward, terminated, mask, target_tot, cfg.gamma, cfg.td_lambda)
+        if cfg.mixer is Mixer.none:
+            y = y.reshape(batch.reward.shape[0], n, -1).permute(0, 2, 1)
+            entropy = entropy.reshape(batch.reward.shape[0], n, -1).permute(0, 2, 1).sum(-1)
+        return y, entropy
+
+    def training_step(self, batch: EpisodeBatch, batch_idx: int) -> None:
+        losses = self.compute_losses(batch)
+        total = losses["loss/td"] + losses.get("loss/policy", torch.zeros((), device=self.device))
+        if not torch.isfinite(total):
+            bad = [k for k, v in losses.items() if k.startswith("loss/") and not torch.isfinite(v)]
+            raise FloatingPointError(
+                f"non-finite loss {bad} at env step {self.progress.t_env} (update {self.progress.updates}); "
+                "lower the learning rates or alpha, or check the env's rewards"
+            )
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for opt in optimizers:
+            opt.zero_grad()
+        # The two losses touch disjoint parameters (f's inputs are detached), so one backward
+        # pass serves both optimizers.
+        self.manual_backward(total)
+        critic_params = [p for group in optimizers[0].param_groups for p in group["params"]]
+        losses["train/grad_norm_critic"] = torch.nn.utils.clip_grad_norm_(
+            critic_params, self.cfg.grad_norm_clip
+        )
+        if len(optimizers) > 1:
+            policy_params = [p for group in optimizers[1].param_groups for p in group["params"]]
+            losses["train/grad_norm_policy"] = torch.nn.utils.clip_grad_norm_(
+                policy_params, self.cfg.grad_norm_clip
+            )
+        for opt in optimizers:
+            opt.step()
+        self.progress.updates += 1
+        if self.progress.episodes - self.progress.last_target_sync_episode >= self.cfg.target_update_interval:
+            self.sync_targets()
+            self.progress.last_target_sync_episode = self.progress.episodes
+        self._pending_losses.append({k: float(v.detach()) for k, v in losses.items()})
+        if self.progress.t_env - self.progress.last_log_t >= self.schedule.log_interval:
+            self.flush_train_metrics()
+
+    def sync_targets(self) -> None:
+        """Hard copy, every target_update_interval episodes (ALGORITHM.md §2.5)."""
+        self.target_agent.load_state_dict(self.agent.state_dict())
+        self.target_g.load_state_dict(self.g.state_dict())
+        self.target_mixer.load_state_dict(self.mixer.state_dict())
+
+    # ------------------------------------------------------------------ metrics
+    def log_env_metrics(self, metrics: dict[str, float]) -> None:
+        """Send a row to every logger with the env step as its x-axis."""
+        row = {"env_step": float(self.progress.t_env), **metrics}
+        if self._trainer is not None:
+            for logger in self.trainer.loggers:
+                logger.log_metrics(row, step=self.progress.t_env)
+
+    def flush_train_metrics(self) -> None:
+        stats, losses = self._pending_train_stats, self._pending_losses
+        row: dict[str, float] = {
+            "train/episodes": float(self.progress.episodes),
+            "train/updates": float(self.progress.updates),
+            "train/alpha": float(self.cfg.alpha) if self.cfg.soft_target else 0.0,
+        }
+        if self.cfg.behaviour is Behaviour.eps_greedy:
+            row["train/epsilon"] = self.epsilon(self.progress.t_env)
+        returns = [r for s in stats for r in s.returns]
+        if returns:
+            row["train/return_mean"] = float(np.mean(returns))
+            row["train/ep_length_mean"] = float(np.mean([x for s in stats for x in s.lengths]))
+            row["train/battle_won_mean"] = float(np.mean([x for s in stats for x in s.battle_won]))
+        if losses:
+            for key in losses[-1]:
+                row[key] = float(np.mean([d[key] for d in losses if key in d]))
+        self.log_env_metrics(row)
+        stats.clear()
+        losses.clear()
+        self.progress.last_log_t = self.progress.t_env
+
+    @torch.no_grad()
+    def run_test(self) -> dict[str, float]:
+        """Greedy episodes (argmax of raw Q_i); they do not advance t_env."""
+        if self.test_collector is None:
+            raise RuntimeError("call attach_envs(...) before testing")
+        rounds = max(1, math.ceil(self.schedule.test_nepisode / len(self.test_collector.envs)))
+        returns, won = [], []
+        for _ in range(rounds):
+            _, stats = self.test_collector.collect(self, explore=False)
+            returns += stats.returns
+            won += stats.battle_won
+        result = {
+            "test/return_mean": float(np.mean(returns)),
+            "test/return_std": float(np.std(returns)),
+            "test/battle_won_mean": float(np.mean(won)),
+            "test/episodes": float(len(returns)),
+        }
+        self.progress.last_test_t = self.progress.t_env
+        self.test_history.append({"env_step": float(self.progress.t_env), **result})
+        self.log_env_metrics(result)
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["progress"] = self.progress.state_dict()
+        checkpoint["test_history"] = list(self.test_history)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.progress.load_state_dict(checkpoint.get("progress", {}))
+        self.test_history = list(checkpoint.get("test_history", []))

@@ -1,0 +1,149 @@
+"""Typed schemas for every Hydra config group.
+
+The schemas are registered in Hydra's ConfigStore and sit first in each defaults
+list, so OmegaConf rejects an unknown key or a value of the wrong type at start-up
+with a message that names the key, instead of the run silently ignoring a typo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Mixer(str, Enum):
+    """How the per-agent utilities are combined into Q_tot."""
+
+    none = "none"  # independent learners (IQL): one TD loss per agent
+    sum = "sum"  # VDN, and the released Soft-QMIX code (ALGORITHM.md §1.5)
+    qmix = "qmix"  # monotonic hypernetwork mixer (ALGORITHM.md §1.2)
+
+
+class Behaviour(str, Enum):
+    """Exploration policy used while collecting training episodes."""
+
+    eps_greedy = "eps_greedy"
+    softmax = "softmax"  # softmax(f(g(Q))/alpha) over available actions
+
+
+@dataclass
+class AlgoConfig:
+    """One value-factorisation learner; the switches of ALGORITHM.md §8 select the variant."""
+
+    name: str = MISSING
+    variant: str = "default"  # set by an ablation bundle; names the run and its results row
+    mixer: Mixer = Mixer.qmix
+    behaviour: Behaviour = Behaviour.eps_greedy
+    soft_target: bool = False  # soft TD(lambda) with next actions sampled from the policy
+    double_q: bool = True  # hard targets only: argmax of the online net picks the next action
+    use_f: bool = False  # learned affine f (policy logits) trained by the MSE policy loss
+    use_g: bool = False  # learned order-preserving g inside the critic
+    g_residual: bool = False  # g(x) = x + ... (released code); strictly increasing
+    nonneg: bool = True  # abs() on the weights of g, f and the QMIX mixer
+    weighted_td: bool = False  # released code's sign-agreement weighting of the TD loss
+    alpha: float = 0.03  # temperature of the soft target
+    behaviour_alpha: float | None = None  # temperature of the behaviour policy; None = alpha
+    mask_entropy_after_termination: bool = True  # False reproduces the released code's leak
+
+    gamma: float = 0.99
+    td_lambda: float = 0.4
+    critic_lr: float = 1e-3  # agent net + g + mixer
+    policy_lr: float = 1e-3  # f
+    adam_eps: float = 1e-8
+    grad_norm_clip: float = 10.0
+
+    buffer_size: int = 5000  # episodes
+    batch_size: int = 128  # episodes per update
+    updates_per_collect: int = 1  # gradient steps per call of the collector
+    target_update_interval: int = 200  # episodes between hard target copies
+
+    epsilon_start: float = 1.0
+    epsilon_finish: float = 0.05
+    epsilon_anneal_time: int = 100_000  # env steps
+
+    rnn_hidden_dim: int = 64
+    obs_agent_id: bool = True
+    mixing_embed_dim: int = 32
+    hypernet_embed: int = 64
+    g_hidden: int = 16  # ALGORITHM.md §9.4: mixing_embed_dim // 2 in the released code
+
+
+@dataclass
+class EnvConfig:
+    """Fields every env family has; each family extends it."""
+
+    family: str = MISSING
+    name: str = MISSING
+    obs_last_action: bool = True  # append the previous action (one-hot) to the agent input
+
+
+@dataclass
+class MatrixEnvConfig(EnvConfig):
+    """A one-step cooperative game of two agents with an n x n payoff table."""
+
+    family: str = "matrix"
+    payoff: list[list[float]] = field(
+        default_factory=lambda: [[8.0, -12.0, -12.0], [-12.0, 0.0, 0.0], [-12.0, 0.0, 0.0]]
+    )
+    action_names: list[str] | None = None
+    obs_last_action: bool = False
+
+
+class LoggerKind(str, Enum):
+    csv = "csv"
+    wandb = "wandb"
+    tensorboard = "tensorboard"
+
+
+@dataclass
+class LoggerConfig:
+    """metrics.csv is always written; `kind` adds one more backend."""
+
+    kind: LoggerKind = LoggerKind.csv
+    project: str = "softqmix"
+    entity: str | None = None
+    mode: str = "offline"  # wandb: offline | online | disabled
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings; the learner runs where `accelerator` says."""
+
+    accelerator: str = "cpu"
+    devices: int = 1
+    torch_threads: int = 1  # one intra-op thread per process: see DESIGN.md §2
+    enable_progress_bar: bool = False
+    deterministic: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """A whole run: which learner on which env for how long, and where it reports."""
+
+    algo: AlgoConfig = MISSING
+    env: EnvConfig = MISSING
+    logger: LoggerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    seed: int = 0
+    t_max: int = 10_000  # env steps of training
+    batch_size_run: int = 4  # envs stepped together by the collector
+    test_interval: int = 1_000  # env steps between greedy evaluations
+    test_nepisode: int = 32
+    log_interval: int = 1_000  # env steps between training-metric rows
+    print_report: bool = True  # print the matrix-game table at the end
+    debug: bool = False
+
+
+def register_configs() -> None:
+    """Put every schema in Hydra's ConfigStore; YAML files name them in their defaults lists."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="schema", name="algo", node=AlgoConfig)
+    cs.store(group="schema", name="env_matrix", node=MatrixEnvConfig)
+    cs.store(group="schema", name="logger", node=LoggerConfig)
+    cs.store(group="schema", name="trainer", node=TrainerConfig)

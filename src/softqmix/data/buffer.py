@@ -1,0 +1,93 @@
+"""FIFO replay of whole episodes in preallocated tensors (no per-step Python objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from softqmix.envs.base import EnvInfo
+
+
+@dataclass
+class EpisodeBatch:
+    """B episodes padded to T steps; `filled` marks real steps (DESIGN.md §3).
+
+    obs [B,T+1,n,o], state [B,T+1,s], avail [B,T+1,n,A], actions [B,T,n],
+    reward [B,T], terminated [B,T], filled [B,T].
+    """
+
+    obs: torch.Tensor
+    state: torch.Tensor
+    avail: torch.Tensor
+    actions: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    filled: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.actions.shape[0]
+
+    @property
+    def max_t(self) -> int:
+        return self.actions.shape[1]
+
+    def to(self, device: torch.device | str) -> EpisodeBatch:
+        return EpisodeBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    @classmethod
+    def zeros(cls, n_episodes: int, info: EnvInfo) -> EpisodeBatch:
+        b, t, n = n_episodes, info.episode_limit, info.n_agents
+        return cls(
+            obs=torch.zeros(b, t + 1, n, info.obs_dim),
+            state=torch.zeros(b, t + 1, info.state_dim),
+            avail=torch.zeros(b, t + 1, n, info.n_actions),
+            actions=torch.zeros(b, t, n, dtype=torch.long),
+            reward=torch.zeros(b, t),
+            terminated=torch.zeros(b, t),
+            filled=torch.zeros(b, t),
+        )
+
+
+class EpisodeBuffer:
+    """A ring of `capacity` episodes; sampling is uniform without replacement, as in pymarl."""
+
+    def __init__(self, capacity: int, info: EnvInfo) -> None:
+        if capacity < 1:
+            raise ValueError(f"algo.buffer_size must be >= 1 episode, got {capacity}")
+        self.capacity = capacity
+        self.info = info
+        self.storage = EpisodeBatch.zeros(capacity, info)
+        self._next = 0
+        self.size = 0
+
+    def insert(self, episodes: EpisodeBatch) -> None:
+        """Copy finished episodes in, overwriting the oldest once full."""
+        n = episodes.batch_size
+        idx = (torch.arange(n) + self._next) % self.capacity
+        for f in fields(EpisodeBatch):
+            getattr(self.storage, f.name)[idx] = getattr(episodes, f.name)
+        self._next = (self._next + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def can_sample(self, batch_size: int) -> bool:
+        return self.size >= batch_size
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> EpisodeBatch:
+        """B distinct episodes, cut to the longest filled length among them."""
+        if not self.can_sample(batch_size):
+            raise ValueError(f"buffer holds {self.size} episodes, cannot sample {batch_size}")
+        idx = torch.randperm(self.size, generator=generator)[:batch_size]
+        filled = self.storage.filled[idx]
+        t = max(int(filled.sum(1).max().item()), 1)
+        s = self.storage
+        return EpisodeBatch(
+            obs=s.obs[idx, : t + 1],
+            state=s.state[idx, : t + 1],
+            avail=s.avail[idx, : t + 1],
+            actions=s.actions[idx, :t],
+            reward=s.reward[idx, :t],
+            terminated=s.terminated[idx, :t],
+            filled=filled[:, :t],
+        )

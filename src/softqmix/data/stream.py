@@ -1,0 +1,70 @@
+"""The IterableDataset through which Lightning drives collection and learning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.utils.data import IterableDataset
+
+from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
+from softqmix.data.collector import Actor, CollectStats, EpisodeCollector
+
+
+@dataclass
+class TrainingProgress:
+    """Counters that schedule everything; Lightning's global_step counts optimizer steps instead."""
+
+    t_env: int = 0
+    episodes: int = 0
+    updates: int = 0
+    last_target_sync_episode: int = 0
+    last_test_t: int = -1
+    last_log_t: int = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        for k, v in state.items():
+            setattr(self, k, int(v))
+
+
+class ReplayStream(IterableDataset):
+    """Collect `batch_size_run` episodes with the behaviour policy, store them, yield sampled batches.
+
+    Iteration ends when `progress.t_env` reaches `t_max`, which ends Lightning's single epoch:
+    the run's length is set in env steps, never in optimizer steps.
+    """
+
+    def __init__(
+        self,
+        collector: EpisodeCollector,
+        buffer: EpisodeBuffer,
+        actor: Actor,
+        progress: TrainingProgress,
+        batch_size: int,
+        updates_per_collect: int,
+        t_max: int,
+        on_collect: Callable[[CollectStats], None] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.collector, self.buffer, self.actor = collector, buffer, actor
+        self.progress = progress
+        self.batch_size, self.updates_per_collect, self.t_max = batch_size, updates_per_collect, t_max
+        self.on_collect = on_collect
+        self.generator = generator
+
+    def __iter__(self) -> Iterator[EpisodeBatch]:
+        while self.progress.t_env < self.t_max:
+            episodes, stats = self.collector.collect(self.actor, explore=True)
+            self.buffer.insert(episodes)
+            self.progress.t_env += stats.env_steps
+            self.progress.episodes += len(stats.returns)
+            if self.on_collect is not None:
+                self.on_collect(stats)
+            if self.buffer.can_sample(self.batch_size):
+                for _ in range(self.updates_per_collect):
+                    yield self.buffer.sample(self.batch_size, self.generator)

@@ -1,0 +1,52 @@
+"""The only view of an environment the rest of the platform has (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """Sizes the learner is built from."""
+
+    n_agents: int
+    n_actions: int
+    obs_dim: int
+    state_dim: int
+    episode_limit: int
+
+
+@dataclass
+class Observation:
+    """What the agents and the centralised critic see at one step."""
+
+    obs: np.ndarray  # [n_agents, obs_dim]
+    state: np.ndarray  # [state_dim]
+    avail: np.ndarray  # [n_agents, n_actions], 1 = legal
+
+
+@dataclass
+class StepResult:
+    """One transition. `truncated` (time limit) is not `terminated`: targets bootstrap through it."""
+
+    reward: float
+    terminated: bool
+    truncated: bool
+    next: Observation
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class MultiAgentEnv(Protocol):
+    """A cooperative multi-agent env with a shared team reward."""
+
+    def info(self) -> EnvInfo: ...
+
+    def reset(self, seed: int | None = None) -> Observation: ...
+
+    def step(self, actions: np.ndarray) -> StepResult: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,57 @@
+"""One-step cooperative matrix games (the paper's §5.1)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from softqmix.envs.base import EnvInfo, Observation, StepResult
+
+
+class MatrixGameEnv:
+    """Two agents pick an action each and both receive payoff[a_1][a_2]; the episode then ends.
+
+    Observation and state are one-hot(step) in R^2, the same for both agents, as in the
+    pymarl one-step matrix game, so the learner sees exactly the inputs the paper's code saw.
+    """
+
+    n_agents = 2
+
+    def __init__(self, payoff: list[list[float]]) -> None:
+        table = np.asarray(payoff, dtype=np.float64)
+        if table.ndim != 2 or table.shape[0] != table.shape[1] or table.shape[0] < 2:
+            raise ValueError(
+                f"env.payoff must be a square n x n table with n >= 2, got shape {table.shape}; "
+                "e.g. env.payoff='[[8,-12],[-12,0]]'"
+            )
+        self.payoff = table
+        self.n_actions = table.shape[0]
+        self._t = 0
+
+    def info(self) -> EnvInfo:
+        return EnvInfo(
+            n_agents=self.n_agents, n_actions=self.n_actions, obs_dim=2, state_dim=2, episode_limit=1
+        )
+
+    def _observation(self) -> Observation:
+        onehot = np.zeros(2, dtype=np.float32)
+        onehot[min(self._t, 1)] = 1.0
+        return Observation(
+            obs=np.tile(onehot, (self.n_agents, 1)),
+            state=onehot.copy(),
+            avail=np.ones((self.n_agents, self.n_actions), dtype=np.float32),
+        )
+
+    def reset(self, seed: int | None = None) -> Observation:
+        self._t = 0
+        return self._observation()
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        a = np.asarray(actions).reshape(-1)
+        if a.shape != (self.n_agents,) or not all(0 <= int(x) < self.n_actions for x in a):
+            raise ValueError(f"matrix game expects {self.n_agents} actions in [0, {self.n_actions}), got {a}")
+        reward = float(self.payoff[int(a[0]), int(a[1])])
+        self._t += 1
+        return StepResult(reward=reward, terminated=True, truncated=False, next=self._observation())
+
+    def close(self) -> None:
+        pass

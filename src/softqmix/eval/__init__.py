@@ -1,0 +1,1 @@
+"""Greedy evaluation scheduling and env-specific reports."""

@@ -1,0 +1,67 @@
+"""The recurrent agent network shared by all agents (pymarl2's n_rnn, ALGORITHM.md §1.1)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def build_agent_inputs(
+    obs: torch.Tensor,
+    last_actions: torch.Tensor | None,
+    n_actions: int,
+    agent_id: bool,
+) -> torch.Tensor:
+    """obs [..., n, o] ++ one-hot(previous action) ++ one-hot(agent index).
+
+    `last_actions` is [..., n] with -1 where there was no previous action (t = 0);
+    pass None when the env config turns the previous action off.
+    """
+    parts = [obs]
+    if last_actions is not None:
+        parts.append(
+            F.one_hot(last_actions.clamp(min=0), n_actions).to(obs.dtype) * (last_actions >= 0)[..., None]
+        )
+    if agent_id:
+        n = obs.shape[-2]
+        eye = torch.eye(n, dtype=obs.dtype, device=obs.device)
+        parts.append(eye.expand(*obs.shape[:-2], n, n))
+    return torch.cat(parts, dim=-1)
+
+
+def agent_input_dim(obs_dim: int, n_agents: int, n_actions: int, last_action: bool, agent_id: bool) -> int:
+    return obs_dim + (n_actions if last_action else 0) + (n_agents if agent_id else 0)
+
+
+class RNNAgent(nn.Module):
+    """Linear -> ReLU -> GRU -> Linear; one network, the agent id is part of the input.
+
+    Training unrolls whole episodes with `nn.GRU` (one fused call over time), acting
+    advances the same weights one step at a time, so both paths compute the same Q.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, n_actions: int) -> None:
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.fc1 = nn.Linear(input_dim, hidden_dim)
+        self.rnn = nn.GRU(hidden_dim, hidden_dim, batch_first=True)
+        self.fc2 = nn.Linear(hidden_dim, n_actions)
+
+    def initial_hidden(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
+        return torch.zeros(batch, self.hidden_dim, device=device)
+
+    def unroll(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs [B, T, n, d] from a zero hidden state -> Q [B, T, n, A]."""
+        b, t, n, d = inputs.shape
+        x = F.relu(self.fc1(inputs.permute(0, 2, 1, 3).reshape(b * n, t, d)))
+        h, _ = self.rnn(x)
+        q = self.fc2(h)
+        return q.reshape(b, n, t, -1).permute(0, 2, 1, 3)
+
+    def step(self, inputs: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs [E, n, d], hidden [E*n, H] -> Q [E, n, A], new hidden."""
+        e, n, d = inputs.shape
+        x = F.relu(self.fc1(inputs.reshape(e * n, 1, d)))
+        out, h = self.rnn(x, hidden.unsqueeze(0))
+        return self.fc2(out[:, 0]).reshape(e, n, -1), h[0]

@@ -1,0 +1,68 @@
+"""Order-preserving transforms g (critic side) and f (policy logits), ALGORITHM.md §1.3-1.4.
+
+Both act elementwise on each agent's action values with parameters that depend only on
+(state, agent), so they never reorder an agent's actions: argmax of the policy equals
+argmax of the raw Q_i (IGM). With `nonneg=False` (the paper's `Ablation_absolute`) that
+guarantee is gone on purpose.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from softqmix.nets.hyper import hyper_mlp
+
+
+def _weight(x: torch.Tensor, nonneg: bool) -> torch.Tensor:
+    return x.abs() if nonneg else x
+
+
+class IdentityTransform(nn.Module):
+    """Stands in for g or f when an ablation switches it off."""
+
+    def forward(self, values: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return values
+
+
+class MonotoneG(nn.Module):
+    """g_i(x; s) = [x +] sum_k |W2_ik(s)| ELU(|W1_ik(s)| x + B1_ik(s)) + B2_i(s).
+
+    values: [..., n, A] (A may be 1 for taken actions), state: [..., S].
+    """
+
+    def __init__(
+        self, n_agents: int, state_dim: int, hidden: int, hypernet_embed: int, residual: bool, nonneg: bool
+    ) -> None:
+        super().__init__()
+        self.n, self.d = n_agents, hidden
+        self.residual, self.nonneg = residual, nonneg
+        self.w1 = hyper_mlp(state_dim, hypernet_embed, n_agents * hidden)
+        self.b1 = nn.Linear(state_dim, n_agents * hidden)
+        self.w2 = hyper_mlp(state_dim, hypernet_embed, n_agents * hidden)
+        self.b2 = hyper_mlp(state_dim, hypernet_embed, n_agents)
+
+    def forward(self, values: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        lead = state.shape[:-1]
+        w1 = _weight(self.w1(state), self.nonneg).view(*lead, self.n, 1, self.d)
+        b1 = self.b1(state).view(*lead, self.n, 1, self.d)
+        w2 = _weight(self.w2(state), self.nonneg).view(*lead, self.n, 1, self.d)
+        b2 = self.b2(state).view(*lead, self.n, 1)
+        hidden = F.elu(values.unsqueeze(-1) * w1 + b1)
+        out = (hidden * w2).sum(-1) + b2
+        return out + values if self.residual else out
+
+
+class AffineF(nn.Module):
+    """f_i(y; s) = |w_i(s)| y + b_i(s); values [..., n, A], state [..., S]."""
+
+    def __init__(self, n_agents: int, state_dim: int, hypernet_embed: int, nonneg: bool) -> None:
+        super().__init__()
+        self.n, self.nonneg = n_agents, nonneg
+        self.w = hyper_mlp(state_dim, hypernet_embed, n_agents)
+        self.b = hyper_mlp(state_dim, hypernet_embed, n_agents)
+
+    def forward(self, values: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        w = _weight(self.w(state), self.nonneg).unsqueeze(-1)
+        return w * values + self.b(state).unsqueeze(-1)
