@@ -59,8 +59,7 @@ def soft_td_lambda_targets(
         ret[:, -1] = target_qs[:, -1] * (1 - terminated.sum(dim=1))
         for t in range(horizon - 1, -1, -1):
             ret[:, t] = lam * gamma * (ret[:, t + 1] + bonus[:, t + 1]) + mask[:, t] * (
-                rewards[:, t]
-                + (1 - lam) * gamma * (target_qs[:, t + 1] + bonus[:, t + 1]) * (1 - terminated[:, t])
+                rewards[:, t] + (1 - lam) * gamma * (target_qs[:, t + 1] + bonus[:, t + 1]) * (1 - terminated[:, t])
             )
         return ret[:, :-1]
 

@@ -66,9 +66,7 @@ def validate_algo(cfg: AlgoConfig) -> None:
     if cfg.behaviour_alpha is not None and cfg.behaviour_alpha <= 0:
         raise ValueError(f"algo.behaviour_alpha must be > 0 or null, got {cfg.behaviour_alpha}")
     if not 0.0 <= cfg.td_lambda <= 1.0 or not 0.0 <= cfg.gamma <= 1.0:
-        raise ValueError(
-            f"algo.td_lambda and algo.gamma must lie in [0, 1], got {cfg.td_lambda}, {cfg.gamma}"
-        )
+        raise ValueError(f"algo.td_lambda and algo.gamma must lie in [0, 1], got {cfg.td_lambda}, {cfg.gamma}")
     if cfg.batch_size > cfg.buffer_size:
         raise ValueError(f"algo.batch_size ({cfg.batch_size}) exceeds algo.buffer_size ({cfg.buffer_size})")
 
@@ -113,9 +111,7 @@ class ValueFactorisation(L.LightningModule):
             if cfg.use_g
             else IdentityTransform()
         )
-        self.f: nn.Module = (
-            AffineF(n, s, cfg.hypernet_embed, cfg.nonneg) if cfg.use_f else IdentityTransform()
-        )
+        self.f: nn.Module = AffineF(n, s, cfg.hypernet_embed, cfg.nonneg) if cfg.use_f else IdentityTransform()
         self.mixer = make_mixer(cfg.mixer, n, s, cfg.mixing_embed_dim, cfg.hypernet_embed, cfg.nonneg)
         self.target_agent = copy.deepcopy(self.agent).requires_grad_(False)
         self.target_g = copy.deepcopy(self.g).requires_grad_(False)
@@ -200,14 +196,13 @@ class ValueFactorisation(L.LightningModule):
         return opts
 
     def _unroll(self, agent: RNNAgent, batch: EpisodeBatch) -> torch.Tensor:
-        b = batch.actions.shape[0]
         first = torch.full_like(batch.actions[:, :1], -1)
         last_actions = torch.cat([first, batch.actions], dim=1)
         return agent.unroll(self._inputs(batch.obs, last_actions))
 
     def compute_losses(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
         """All losses and diagnostics of one update; pure given the batch and the RNG."""
-        cfg, n = self.cfg, self.env_info.n_agents
+        cfg = self.cfg
         mask = batch.filled.clone()
         mask[:, 1:] = mask[:, 1:] * (1 - batch.terminated[:, :-1])
         state, avail = batch.state, batch.avail
@@ -258,7 +253,7 @@ class ValueFactorisation(L.LightningModule):
         cfg, n = self.cfg, self.env_info.n_agents
         reward, terminated = batch.reward, batch.terminated
         if cfg.mixer is Mixer.none:
-            b, t = reward.shape
+            b = reward.shape[0]
             flat = lambda x: x.permute(0, 2, 1).reshape(b * n, -1)  # noqa: E731
             reward, terminated, mask = (_per_agent_time_major(x, n) for x in (reward, terminated, mask))
             target_tot, entropy = flat(target_tot), flat(neg_logp)
@@ -300,14 +295,10 @@ class ValueFactorisation(L.LightningModule):
         # pass serves both optimizers.
         self.manual_backward(total)
         critic_params = [p for group in optimizers[0].param_groups for p in group["params"]]
-        losses["train/grad_norm_critic"] = torch.nn.utils.clip_grad_norm_(
-            critic_params, self.cfg.grad_norm_clip
-        )
+        losses["train/grad_norm_critic"] = torch.nn.utils.clip_grad_norm_(critic_params, self.cfg.grad_norm_clip)
         if len(optimizers) > 1:
             policy_params = [p for group in optimizers[1].param_groups for p in group["params"]]
-            losses["train/grad_norm_policy"] = torch.nn.utils.clip_grad_norm_(
-                policy_params, self.cfg.grad_norm_clip
-            )
+            losses["train/grad_norm_policy"] = torch.nn.utils.clip_grad_norm_(policy_params, self.cfg.grad_norm_clip)
         for opt in optimizers:
             opt.step()
         self.progress.updates += 1

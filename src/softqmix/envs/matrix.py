@@ -28,9 +28,7 @@ class MatrixGameEnv:
         self._t = 0
 
     def info(self) -> EnvInfo:
-        return EnvInfo(
-            n_agents=self.n_agents, n_actions=self.n_actions, obs_dim=2, state_dim=2, episode_limit=1
-        )
+        return EnvInfo(n_agents=self.n_agents, n_actions=self.n_actions, obs_dim=2, state_dim=2, episode_limit=1)
 
     def _observation(self) -> Observation:
         onehot = np.zeros(2, dtype=np.float32)

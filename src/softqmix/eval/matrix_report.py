@@ -62,9 +62,7 @@ def format_matrix_report(report: dict[str, Any], payoff: list[list[float]], name
         cells = "".join(f"{v:>{width}.2f}" for v in row)
         pay = ", ".join(f"{p:g}" for p in payoff[i])
         lines.append(f"{names[i]:>6}{cells}   [{pay}]")
-    for agent, (probs, greedy) in enumerate(
-        zip(report["policy_probs"], report["greedy_actions"], strict=True)
-    ):
+    for agent, (probs, greedy) in enumerate(zip(report["policy_probs"], report["greedy_actions"], strict=True)):
         dist = "  ".join(f"P({names[a]})={p:.3f}" for a, p in enumerate(probs))
         lines.append(f"agent {agent + 1}: greedy {names[greedy]}   training policy {dist}")
     return "\n".join(lines)

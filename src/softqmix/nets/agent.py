@@ -20,9 +20,7 @@ def build_agent_inputs(
     """
     parts = [obs]
     if last_actions is not None:
-        parts.append(
-            F.one_hot(last_actions.clamp(min=0), n_actions).to(obs.dtype) * (last_actions >= 0)[..., None]
-        )
+        parts.append(F.one_hot(last_actions.clamp(min=0), n_actions).to(obs.dtype) * (last_actions >= 0)[..., None])
     if agent_id:
         n = obs.shape[-2]
         eye = torch.eye(n, dtype=obs.dtype, device=obs.device)

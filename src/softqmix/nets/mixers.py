@@ -27,9 +27,7 @@ class SumMixer(nn.Module):
 class QMixer(nn.Module):
     """Q_tot = ELU(q W1(s) + b1(s)) W2(s) + V(s) with |W| >= 0 so dQ_tot/dq_i >= 0 (pymarl2 nmix)."""
 
-    def __init__(
-        self, n_agents: int, state_dim: int, embed_dim: int, hypernet_embed: int, nonneg: bool
-    ) -> None:
+    def __init__(self, n_agents: int, state_dim: int, embed_dim: int, hypernet_embed: int, nonneg: bool) -> None:
         super().__init__()
         self.n, self.e, self.nonneg = n_agents, embed_dim, nonneg
         self.w1 = hyper_mlp(state_dim, hypernet_embed, n_agents * embed_dim)
