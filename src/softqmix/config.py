@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 
 class Mixer(str, Enum):
@@ -85,9 +87,8 @@ class MatrixEnvConfig(EnvConfig):
     """A one-step cooperative game of two agents with an n x n payoff table."""
 
     family: str = "matrix"
-    payoff: list[list[float]] = field(
-        default_factory=lambda: [[8.0, -12.0, -12.0], [-12.0, 0.0, 0.0], [-12.0, 0.0, 0.0]]
-    )
+    # list[Any] so that `env.payoff=[[1,0],[0,2]]` (ints) is accepted; MatrixGameEnv checks it is square and numeric
+    payoff: list[Any] = field(default_factory=lambda: [[8.0, -12.0, -12.0], [-12.0, 0.0, 0.0], [-12.0, 0.0, 0.0]])
     action_names: list[str] | None = None
     obs_last_action: bool = False
 
@@ -137,6 +138,35 @@ class TrainConfig:
     log_interval: int = 1_000  # env steps between training-metric rows
     print_report: bool = True  # print the matrix-game table at the end
     debug: bool = False
+
+
+ENV_SCHEMAS: dict[str, type[EnvConfig]] = {"matrix": MatrixEnvConfig}
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Check a composed config against the schemas once more.
+
+    Composition already rejects typos in YAML files and plain overrides; this also
+    catches keys forced in with `+key=value` and configs built in code.
+    """
+    family = cfg.env.get("family")
+    if family not in ENV_SCHEMAS:
+        raise ValueError(f"unknown env family '{family}'; valid families: {sorted(ENV_SCHEMAS)}")
+    top = {k: v for k, v in cfg.items() if k not in ("algo", "env", "logger", "trainer")}
+    try:
+        OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.to_container(OmegaConf.create(top)))
+    except OmegaConfBaseException as exc:
+        raise ValueError(f"in the top-level config: {exc}") from exc
+    for key, schema in (
+        ("algo", AlgoConfig),
+        ("env", ENV_SCHEMAS[family]),
+        ("logger", LoggerConfig),
+        ("trainer", TrainerConfig),
+    ):
+        try:
+            OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.to_container(cfg[key], resolve=True))
+        except OmegaConfBaseException as exc:
+            raise ValueError(f"in config group '{key}': {exc}") from exc
 
 
 def register_configs() -> None:

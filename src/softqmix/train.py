@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from softqmix.algos.value_factorisation import RunSchedule, ValueFactorisation
-from softqmix.config import register_configs
+from softqmix.config import register_configs, validate_config
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import make_env
 from softqmix.eval.matrix_report import format_matrix_report, matrix_game_report
@@ -26,6 +26,7 @@ CONF_DIR = REPO_ROOT / "conf"
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """One run from a composed config; returns what it writes to summary.json."""
+    validate_config(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     torch.set_num_threads(cfg.trainer.torch_threads)

@@ -11,7 +11,8 @@ class GreedyEvaluation(L.Callback):
     def __init__(self, test_interval: int) -> None:
         self.test_interval = test_interval
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on_fit_start precedes Lightning's first fetch from the stream, i.e. any collection
         if self.test_interval > 0:
             pl_module.run_test()
 

@@ -1,0 +1,28 @@
+"""Shared helpers: compose configs exactly as `python train.py` does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+from softqmix.config import register_configs
+from softqmix.train import CONF_DIR
+
+register_configs()
+
+
+@pytest.fixture
+def compose_train() -> Callable[..., DictConfig]:
+    """compose_train(overrides) -> the config `python train.py <overrides>` would run."""
+
+    def _compose(overrides: list[str] | None = None, config_dir: Path = CONF_DIR) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            return compose(config_name="train", overrides=overrides or [], return_hydra_config=False)
+
+    return _compose

@@ -1,0 +1,83 @@
+"""Config mistakes stop the run at composition time with a message that names the mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import OmegaConfBaseException
+
+from softqmix.config import validate_config
+from softqmix.envs.matrix import MatrixGameEnv
+
+CONFIG_ERRORS = (ConfigCompositionException, OmegaConfBaseException)
+
+
+def _message(exc: BaseException) -> str:
+    parts = []
+    while exc is not None:
+        parts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(parts)
+
+
+def test_default_config_is_soft_qmix_on_the_paper_matrix_game(compose_train) -> None:
+    cfg = compose_train()
+    assert cfg.algo.name == "soft_qmix" and cfg.env.family == "matrix"
+    assert [list(r) for r in cfg.env.payoff] == [[8, -12, -12], [-12, 0, 0], [-12, 0, 0]]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["algo.lamda=0.5"], "lamda"),  # unknown key
+        (["algo=soft_qmx"], "soft_qmx"),  # misspelt group option
+        (["env=matrix/nonmonotonc"], "nonmonotonc"),
+        (["ablation=entropi"], "entropi"),
+        (["algo.gamma=high"], "gamma"),  # wrong type
+        (["algo.batch_size=1.5"], "batch_size"),
+        (["algo.mixer=qmx"], "qmx"),  # not one of the enum values
+        (["trainer.devices=two"], "devices"),
+    ],
+)
+def test_bad_override_names_the_problem(compose_train, overrides: list[str], needle: str) -> None:
+    with pytest.raises(CONFIG_ERRORS) as err:
+        compose_train(overrides)
+    assert needle in _message(err.value)
+
+
+def test_key_forced_in_with_plus_is_caught_before_training(compose_train) -> None:
+    cfg = compose_train(["+algo.lamda=0.5"])  # Hydra lets `+` add keys; the run must not
+    with pytest.raises(ValueError, match=r"config group 'algo'.*lamda"):
+        validate_config(cfg)
+
+
+def test_typo_in_a_yaml_file_names_the_key(compose_train, tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    (conf / "algo").mkdir(parents=True)
+    (conf / "algo" / "mine.yaml").write_text(
+        "defaults:\n  - /schema/algo@_here_\n  - _self_\nname: mine\ntd_lamda: 0.8\n"
+    )
+    with pytest.raises(CONFIG_ERRORS) as err:
+        compose_train(["algo=mine", f"hydra.searchpath=[file://{conf}]"])
+    assert "td_lamda" in _message(err.value)
+
+
+def test_every_algo_and_ablation_composes(compose_train) -> None:
+    for algo in ["soft_qmix", "qmix", "vdn", "iql"]:
+        assert compose_train([f"algo={algo}"]).algo.name == algo
+    for ablation in ["full", "qmix", "entropy", "function_f", "release"]:
+        assert compose_train([f"ablation={ablation}"]).algo.variant == ablation
+
+
+def test_payoff_from_the_command_line(compose_train) -> None:
+    cfg = compose_train(["env.payoff=[[1,0],[0,2]]"])
+    env = MatrixGameEnv([list(r) for r in cfg.env.payoff])
+    assert env.info().n_actions == 2
+    assert env.step([1, 1]).reward == 2.0
+
+
+def test_non_square_payoff_is_rejected_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="square"):
+        MatrixGameEnv([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]])
