@@ -33,7 +33,7 @@ def matrix_game_report(module: Any, env: Any) -> dict[str, Any]:
     g_taken = g[0].T[picks, torch.arange(n, device=module.device)]  # [J, n]
     q_tot = module.mixer(g_taken, state.expand(len(joint), -1))
     if module.cfg.mixer is Mixer.none:
-        q_tot = q_tot.sum(-1)
+        q_tot = q_tot.mean(-1)  # independent learners: each Q_i estimates the team value itself
     table = q_tot.view(*([n_actions] * n))
 
     if module.cfg.behaviour is Behaviour.softmax:

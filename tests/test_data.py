@@ -1,0 +1,82 @@
+"""Replay buffer and collector: what is stored is exactly what happened."""
+
+from __future__ import annotations
+
+import torch
+
+from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
+from softqmix.data.collector import EpisodeCollector
+from softqmix.envs.base import EnvInfo
+from softqmix.nets.agent import RNNAgent, build_agent_inputs
+from tests.helpers import CorridorEnv
+
+INFO = EnvInfo(n_agents=2, n_actions=3, obs_dim=2, state_dim=1, episode_limit=4)
+
+
+def _episodes(ids: list[int], lengths: list[int]) -> EpisodeBatch:
+    batch = EpisodeBatch.zeros(len(ids), INFO)
+    for row, (ep, length) in enumerate(zip(ids, lengths, strict=True)):
+        batch.reward[row, :length] = ep
+        batch.filled[row, :length] = 1
+    return batch
+
+
+def test_buffer_is_fifo_and_overwrites_the_oldest() -> None:
+    buf = EpisodeBuffer(capacity=3, info=INFO)
+    buf.insert(_episodes([1, 2], [4, 4]))
+    buf.insert(_episodes([3, 4], [4, 4]))
+    assert buf.size == 3
+    assert sorted(buf.storage.reward[:, 0].tolist()) == [2.0, 3.0, 4.0]
+
+
+def test_sample_is_without_replacement_and_cut_to_the_longest_filled() -> None:
+    buf = EpisodeBuffer(capacity=8, info=INFO)
+    buf.insert(_episodes([1, 2, 3, 4], [1, 2, 2, 1]))
+    batch = buf.sample(4, torch.Generator().manual_seed(0))
+    assert sorted(batch.reward[:, 0].tolist()) == [1.0, 2.0, 3.0, 4.0]
+    assert batch.max_t == 2 and batch.obs.shape[1] == 3
+
+
+class _FixedActor:
+    """Plays a scripted joint action per step."""
+
+    def __init__(self, script: list[list[int]]) -> None:
+        self.script, self.t = script, 0
+
+    def initial_hidden(self, n_envs: int) -> torch.Tensor:
+        self.t = 0
+        return torch.zeros(n_envs)
+
+    def act(self, obs, state, avail, last_actions, hidden, explore):  # type: ignore[no-untyped-def]
+        a = torch.tensor(self.script[self.t]).expand(obs.shape[0], -1)
+        self.t += 1
+        return a, hidden
+
+
+def test_collector_records_termination_truncation_and_final_obs() -> None:
+    collector = EpisodeCollector([CorridorEnv(limit=4)], seed=0)
+    # terminates at step 2 (both pick 1)
+    batch, stats = collector.collect(_FixedActor([[0, 1], [0, 0], [1, 1], [0, 0]]), explore=True)
+    assert stats.lengths == [3] and stats.returns == [0 + 1 + 2]
+    assert batch.filled[0].tolist() == [1, 1, 1, 0]
+    assert batch.terminated[0].tolist() == [0, 0, 1, 0]
+    assert batch.state[0, :4, 0].tolist() == [0, 1, 2, 3]  # obs after the last step is stored
+    # never terminates: truncated at the limit, not terminated, the obs after step 3 is kept
+    batch, stats = collector.collect(_FixedActor([[0, 0]] * 4), explore=True)
+    assert stats.lengths == [4]
+    assert batch.terminated[0].tolist() == [0, 0, 0, 0] and batch.filled[0].tolist() == [1, 1, 1, 1]
+    assert batch.state[0, 4, 0].item() == 4
+
+
+def test_whole_sequence_unroll_equals_step_by_step_acting() -> None:
+    torch.manual_seed(0)
+    agent = RNNAgent(input_dim=2 + 3 + 2, hidden_dim=8, n_actions=3)
+    obs = torch.randn(2, 5, 2, 2)
+    actions = torch.randint(0, 3, (2, 4, 2))
+    last = torch.cat([torch.full_like(actions[:, :1], -1), actions], dim=1)
+    inputs = build_agent_inputs(obs, last, 3, agent_id=True)
+    unrolled = agent.unroll(inputs)
+    hidden = agent.initial_hidden(2 * 2)
+    for t in range(5):
+        q, hidden = agent.step(inputs[:, t], hidden)
+        torch.testing.assert_close(q, unrolled[:, t], atol=1e-5, rtol=1e-5)
