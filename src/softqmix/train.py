@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,16 @@ from softqmix.eval.schedule import GreedyEvaluation
 from softqmix.outputs import build_loggers, git_commit, package_versions, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Known-harmless messages: Hydra creates the run dir before the CSV logger writes into it,
+# and the data loader is an in-process stream by design (collection shares the actor's weights).
+for _pattern in (
+    r".*exists and is not empty.*",
+    r".*does not have many workers.*",
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*`weights_only` was not set.*",
+):
+    warnings.filterwarnings("ignore", message=_pattern)
 CONF_DIR = REPO_ROOT / "conf"
 
 
