@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -278,7 +279,12 @@ class ValueFactorisation(L.LightningModule):
             entropy = entropy.reshape(batch.reward.shape[0], n, -1).permute(0, 2, 1).sum(-1)
         return y, entropy
 
-    def training_step(self, batch: EpisodeBatch, batch_idx: int) -> None:
+    def training_step(self, dataloader_iter: Iterator[tuple[EpisodeBatch, int, int]]) -> None:
+        # Taking the iterator (Lightning's documented pattern) turns off its one-batch prefetch:
+        # each update runs right after the collection that produced its batch, as in pymarl, and a
+        # checkpoint taken after an update holds no half-consumed collection.
+        batch, _, _ = next(dataloader_iter)  # StopIteration at t_max ends the epoch
+        batch = batch.to(self.device)
         losses = self.compute_losses(batch)
         total = losses["loss/td"] + losses.get("loss/policy", torch.zeros((), device=self.device))
         if not torch.isfinite(total):
