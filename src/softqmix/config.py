@@ -15,6 +15,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from softqmix.errors import ConfigError
+
 
 class Mixer(str, Enum):
     """How the per-agent utilities are combined into Q_tot."""
@@ -123,6 +125,14 @@ class TrainerConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """When to checkpoint; what a resume can restore depends on `save_buffer` (docs/reliability.md)."""
+
+    interval: int = 100_000  # env steps between checkpoints; 0 = only at the end (and on preemption)
+    save_buffer: bool = False  # also write the replay buffer (xz-compressed) so a resume is exact
+
+
+@dataclass
 class TrainConfig:
     """A whole run: which learner on which env for how long, and where it reports."""
 
@@ -130,6 +140,8 @@ class TrainConfig:
     env: EnvConfig = MISSING
     logger: LoggerConfig = MISSING
     trainer: TrainerConfig = MISSING
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    resume: str | None = None  # a run dir to continue; automatic when the run dir holds a checkpoint
     seed: int = 0
     t_max: int = 10_000  # env steps of training
     batch_size_run: int = 4  # envs stepped together by the collector
@@ -137,7 +149,11 @@ class TrainConfig:
     test_nepisode: int = 32
     log_interval: int = 1_000  # env steps between training-metric rows
     print_report: bool = True  # print the matrix-game table at the end
-    debug: bool = False
+    debug: bool = False  # full tracebacks for user errors
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 ENV_SCHEMAS: dict[str, type[EnvConfig]] = {"matrix": MatrixEnvConfig}
@@ -151,12 +167,13 @@ def validate_config(cfg: DictConfig) -> None:
     """
     family = cfg.env.get("family")
     if family not in ENV_SCHEMAS:
-        raise ValueError(f"unknown env family '{family}'; valid families: {sorted(ENV_SCHEMAS)}")
-    top = {k: v for k, v in cfg.items() if k not in ("algo", "env", "logger", "trainer")}
+        raise ConfigError(f"unknown env family '{family}'; valid families: {sorted(ENV_SCHEMAS)}")
+    top = {k: v for k, v in cfg.items() if k not in ("algo", "env", "logger", "trainer", "checkpoint")}
+    top["checkpoint"] = cfg.get("checkpoint", {})
     try:
         OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.to_container(OmegaConf.create(top)))
     except OmegaConfBaseException as exc:
-        raise ValueError(f"in the top-level config: {exc}") from exc
+        raise ConfigError(f"in the top-level config: {_one_line(exc)}") from exc
     for key, schema in (
         ("algo", AlgoConfig),
         ("env", ENV_SCHEMAS[family]),
@@ -166,7 +183,7 @@ def validate_config(cfg: DictConfig) -> None:
         try:
             OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.to_container(cfg[key], resolve=True))
         except OmegaConfBaseException as exc:
-            raise ValueError(f"in config group '{key}': {exc}") from exc
+            raise ConfigError(f"in config group '{key}': {_one_line(exc)}") from exc
 
 
 def register_configs() -> None:

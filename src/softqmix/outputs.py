@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import platform
 import subprocess
+import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
 from softqmix.config import LoggerKind
@@ -27,13 +30,67 @@ TRACKED_PACKAGES = (
 )
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
-    """CSV (metrics.csv in the run dir) always, plus the backend named by logger.kind."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+class _ContinuingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that an existing metrics.csv is continued, not deleted.
+
+    Rows logged after `keep_until_step` (written after the checkpoint being resumed) are
+    dropped, so a resumed run's file reads as if the run had never stopped.
+    """
+
+    def __init__(self, log_dir: str, keep_until_step: int) -> None:
+        path = Path(log_dir) / self.NAME_METRICS_FILE
+        header: list[str] = []
+        rows: list[dict[str, str]] = []
+        if path.exists():
+            with open(path, newline="") as handle:
+                reader = csv.DictReader(handle)
+                header = list(reader.fieldnames or [])
+                rows = [r for r in reader if r.get("step") and int(float(r["step"])) <= keep_until_step]
+            path.unlink()
+        super().__init__(log_dir)
+        if header:
+            self.metrics_keys = header
+            with open(path, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=header)
+                writer.writeheader()
+                writer.writerows(rows)
+
+
+class ContinuingCSVLogger(CSVLogger):
+    """CSVLogger writing `<save_dir>/metrics.csv`, continued across resumes."""
+
+    def __init__(self, save_dir: Path, keep_until_step: int | None) -> None:
+        super().__init__(save_dir=str(save_dir), name="", version="")
+        self._keep_until_step = keep_until_step
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            if self._keep_until_step is None:
+                self._experiment = ExperimentWriter(log_dir=self.log_dir)
+            else:
+                self._experiment = _ContinuingWriter(self.log_dir, self._keep_until_step)
+        return self._experiment
+
+
+WANDB_ID_FILE = "wandb_run_id.txt"
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> list[Logger]:
+    """CSV (metrics.csv in the run dir) always, plus the backend named by logger.kind.
+
+    On resume, metrics.csv is continued and wandb continues the same run id.
+    """
+    loggers: list[Logger] = [ContinuingCSVLogger(run_dir, resume_step)]
     kind = LoggerKind(cfg.logger.kind)
     if kind is LoggerKind.wandb:
+        id_file = run_dir / WANDB_ID_FILE
+        if not id_file.exists():
+            id_file.write_text(uuid.uuid4().hex[:12])
         loggers.append(
             WandbLogger(
+                id=id_file.read_text().strip(),
+                resume="allow",
                 project=cfg.logger.project,
                 entity=cfg.logger.entity,
                 group=cfg.logger.group,

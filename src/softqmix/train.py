@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,40 +13,90 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from softqmix.algos.value_factorisation import RunSchedule, ValueFactorisation
+from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_path
 from softqmix.config import register_configs, validate_config
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import make_env
+from softqmix.errors import ConfigError, EnvContractError, TrainingDiverged, UserError
 from softqmix.eval.matrix_report import format_matrix_report, matrix_game_report
 from softqmix.eval.schedule import GreedyEvaluation
 from softqmix.outputs import build_loggers, git_commit, package_versions, write_json
+from softqmix.preemption import PeriodicCheckpoint, PreemptionCheckpoint, exit_code_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = REPO_ROOT / "conf"
 
 # Known-harmless messages: Hydra creates the run dir before the CSV logger writes into it,
-# and the data loader is an in-process stream by design (collection shares the actor's weights).
+# the data loader is an in-process stream by design (collection shares the actor's weights),
+# and the learner pulls batches itself (Lightning's `dataloader_iter` step flavour).
 for _pattern in (
     r".*exists and is not empty.*",
     r".*does not have many workers.*",
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*`weights_only` was not set.*",
+    r".*dataloader_iter.*",
 ):
     warnings.filterwarnings("ignore", message=_pattern)
-CONF_DIR = REPO_ROOT / "conf"
+
+# Keys a resumed run may take from the new command line; everything else comes from the run dir.
+RESUME_OVERRIDABLE = ("t_max", "debug", "trainer", "print_report")
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """One run from a composed config; returns what it writes to summary.json."""
+def _resolve_resume(cfg: DictConfig, run_dir: Path) -> tuple[DictConfig, Path, Path | None]:
+    """Decide whether this is a fresh run or a resume, and of which run dir."""
+    if cfg.get("resume"):
+        resume_dir = Path(cfg.resume).expanduser().resolve()
+        ckpt = checkpoint_path(resume_dir)
+        if not ckpt.exists():
+            raise ConfigError(f"resume={cfg.resume}: no checkpoint at {ckpt}; give the run dir of a run that saved one")
+    elif checkpoint_path(run_dir).exists():
+        resume_dir, ckpt = run_dir, checkpoint_path(run_dir)  # e.g. a requeued Slurm job in the same dir
+    else:
+        return cfg, run_dir, None
+    saved = OmegaConf.load(resume_dir / "config.yaml")
+    for key in RESUME_OVERRIDABLE:
+        if key in cfg:
+            saved[key] = cfg[key]
+    saved.resume = str(resume_dir)
+    progress = torch.load(ckpt, map_location="cpu", weights_only=False).get("progress", {})
+    if progress.get("t_env", 0) >= saved.t_max:
+        raise ConfigError(
+            f"the run in {resume_dir} already reached t_max={saved.t_max} (env step {progress['t_env']}); "
+            "pass a larger t_max to continue it, or start a new run"
+        )
+    return saved, resume_dir, ckpt
+
+
+def train(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback] | None = None) -> dict[str, Any]:
+    """One run from a composed config; returns what it writes to summary.json.
+
+    `summary["status"]` is "completed", or "preempted" when a signal stopped the run after
+    a checkpoint (the caller turns that into the exit code).
+    """
     validate_config(cfg)
+    cfg, run_dir, ckpt = _resolve_resume(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if ckpt is None:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     torch.set_num_threads(cfg.trainer.torch_threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     envs = [make_env(cfg.env) for _ in range(cfg.batch_size_run)]
-    info = envs[0].info()
+    collector = EpisodeCollector(envs, seed=cfg.seed, name=f"{cfg.env.family}/{cfg.env.name}")
+    try:
+        return _fit(cfg, run_dir, ckpt, collector, extra_callbacks or [])
+    finally:
+        collector.close()  # also on errors and signals: env processes (e.g. StarCraft II) must not outlive us
+
+
+def _fit(
+    cfg: DictConfig, run_dir: Path, ckpt: Path | None, collector: EpisodeCollector, extra_callbacks: list[L.Callback]
+) -> dict[str, Any]:
+    info = collector.info
     schedule = RunSchedule(
         t_max=cfg.t_max,
         batch_size_run=cfg.batch_size_run,
@@ -53,14 +105,25 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         log_interval=cfg.log_interval,
     )
     module = ValueFactorisation(cfg.algo, info, cfg.env.obs_last_action, schedule)
-    module.attach_envs(EpisodeCollector(envs, seed=cfg.seed))
+    module.attach_envs(collector)
+    module.configure_checkpointing(checkpoint_path(run_dir).parent, cfg.checkpoint.save_buffer)
+    resume_step = None
+    if ckpt is not None:
+        resume_step = int(torch.load(ckpt, map_location="cpu", weights_only=False)["progress"]["t_env"])
 
+    last = checkpoint_path(run_dir)
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
         max_epochs=1,
-        logger=build_loggers(cfg, run_dir),
-        callbacks=[GreedyEvaluation(cfg.test_interval)],
+        logger=build_loggers(cfg, run_dir, resume_step),
+        callbacks=[
+            GreedyEvaluation(cfg.test_interval),
+            PeriodicCheckpoint(last, cfg.checkpoint.interval),
+            PreemptionCheckpoint(last),
+            *extra_callbacks,
+        ],
+        plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=cfg.trainer.enable_progress_bar,
@@ -69,15 +132,23 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         default_root_dir=str(run_dir),
     )
     started = time.perf_counter()
+    status = "completed"
     try:
-        trainer.fit(module)
-        wall = time.perf_counter() - started
-        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    finally:
-        module.train_collector.close()
+        trainer.fit(module, ckpt_path=str(ckpt) if ckpt is not None else None)
+    except SystemExit:  # Lightning's SIGTERMException, raised after PreemptionCheckpoint saved
+        if module.stop_signal is None:
+            raise
+    wall = time.perf_counter() - started
+    if module.stop_signal is not None:
+        status = "preempted"
+        if not last.exists() or torch.load(last, weights_only=False)["progress"]["t_env"] != module.progress.t_env:
+            trainer.save_checkpoint(last)
+    else:
+        trainer.save_checkpoint(last)
 
     tests = module.test_history
     summary: dict[str, Any] = {
+        "status": status,
         "algo": cfg.algo.name,
         "variant": cfg.algo.variant,
         "env": f"{cfg.env.family}/{cfg.env.name}",
@@ -86,14 +157,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "episodes": module.progress.episodes,
         "updates": module.progress.updates,
         "wall_seconds": round(wall, 3),
+        "resumed_from_step": resume_step,
         "final_test_return": tests[-1]["test/return_mean"] if tests else None,
         "best_test_return": max(t["test/return_mean"] for t in tests) if tests else None,
         "final_test_battle_won": tests[-1]["test/battle_won_mean"] if tests else None,
+        "stop_signal": module.stop_signal,
         "versions": package_versions(),
         "git": git_commit(REPO_ROOT),
     }
+    if status == "preempted":
+        write_json(run_dir / "preempted.json", summary)
+        return summary
     if cfg.env.family == "matrix":
-        report = matrix_game_report(module, envs[0])
+        report = matrix_game_report(module, collector.envs[0])
         summary["matrix_game"] = report
         if cfg.print_report:
             print(format_matrix_report(report, [list(r) for r in cfg.env.payoff], cfg.env.action_names))
@@ -103,9 +179,40 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 register_configs()
 
+KNOWN_FAILURES = (UserError, EnvContractError, TrainingDiverged)
+
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the final test return so sweepers can optimise it."""
-    summary = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    """Hydra entry point; returns the final test return so sweepers can optimise it.
+
+    A single run ends with a one-line message and a non-zero exit code on a known failure
+    (exit 2 for user errors), 128+signal when preempted after checkpointing. Inside a
+    multirun a failure is written to the run's failed.json and the sweep goes on.
+    """
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        summary = train(cfg, run_dir)
+    except Exception as exc:
+        if cfg.get("debug", False) and not multirun:
+            raise
+        failure = {"error": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+        write_json(run_dir / "failed.json", failure)
+        if multirun:
+            print(f"[run {hydra_cfg.job.num} failed] {type(exc).__name__}: {exc}", file=sys.stderr)
+            return None
+        if isinstance(exc, KNOWN_FAILURES):
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2 if isinstance(exc, UserError) else 1)
+        raise
+    if summary["status"] == "preempted":
+        print(
+            f"preempted by signal {summary['stop_signal']} at env step {summary['env_steps']}; "
+            f"checkpoint saved, resume with: python train.py resume={run_dir}",
+            file=sys.stderr,
+        )
+        if not multirun:
+            sys.exit(exit_code_for(summary["stop_signal"]))
     return summary["final_test_return"]

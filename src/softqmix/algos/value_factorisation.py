@@ -11,6 +11,7 @@ import copy
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -19,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from softqmix import checkpointing
 from softqmix.algos.action_selection import (
     LinearSchedule,
     epsilon_greedy,
@@ -31,6 +33,7 @@ from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
 from softqmix.data.collector import CollectStats, EpisodeCollector
 from softqmix.data.stream import ReplayStream, TrainingProgress
 from softqmix.envs.base import EnvInfo
+from softqmix.errors import ConfigError, TrainingDiverged
 from softqmix.nets.agent import RNNAgent, agent_input_dim, build_agent_inputs
 from softqmix.nets.mixers import make_mixer
 from softqmix.nets.transforms import AffineF, IdentityTransform, MonotoneG
@@ -55,21 +58,29 @@ def to_algo_config(algo: AlgoConfig | DictConfig | dict[str, Any]) -> AlgoConfig
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
-def validate_algo(cfg: AlgoConfig) -> None:
+def validate_algo(cfg: AlgoConfig, env_info: EnvInfo | None = None) -> None:
     """Reject switch combinations that have no meaning, with the fix in the message."""
     if cfg.mixer is Mixer.none and (cfg.use_f or cfg.weighted_td or cfg.use_g):
-        raise ValueError(
+        raise ConfigError(
             "algo.mixer=none (independent learners) cannot use use_f, use_g or weighted_td: "
             "they act on a joint value; choose algo.mixer=sum or qmix"
         )
     if cfg.alpha <= 0 and (cfg.soft_target or cfg.behaviour is Behaviour.softmax):
-        raise ValueError(f"algo.alpha must be > 0 for a soft target or a softmax behaviour, got {cfg.alpha}")
+        raise ConfigError(f"algo.alpha must be > 0 for a soft target or a softmax behaviour, got {cfg.alpha}")
     if cfg.behaviour_alpha is not None and cfg.behaviour_alpha <= 0:
-        raise ValueError(f"algo.behaviour_alpha must be > 0 or null, got {cfg.behaviour_alpha}")
+        raise ConfigError(f"algo.behaviour_alpha must be > 0 or null, got {cfg.behaviour_alpha}")
     if not 0.0 <= cfg.td_lambda <= 1.0 or not 0.0 <= cfg.gamma <= 1.0:
-        raise ValueError(f"algo.td_lambda and algo.gamma must lie in [0, 1], got {cfg.td_lambda}, {cfg.gamma}")
+        raise ConfigError(f"algo.td_lambda and algo.gamma must lie in [0, 1], got {cfg.td_lambda}, {cfg.gamma}")
     if cfg.batch_size > cfg.buffer_size:
-        raise ValueError(f"algo.batch_size ({cfg.batch_size}) exceeds algo.buffer_size ({cfg.buffer_size})")
+        raise ConfigError(f"algo.batch_size ({cfg.batch_size}) exceeds algo.buffer_size ({cfg.buffer_size})")
+    needs_state = [
+        name for name, on in (("mixer=qmix", cfg.mixer is Mixer.qmix), ("use_g", cfg.use_g), ("use_f", cfg.use_f)) if on
+    ]
+    if env_info is not None and env_info.state_dim == 0 and needs_state:
+        raise ConfigError(
+            f"algo {', '.join(needs_state)} needs a global state but this env has none (state_dim=0); "
+            "use algo=vdn or algo=iql, or an env that provides a state"
+        )
 
 
 def _per_agent_time_major(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -89,8 +100,8 @@ class ValueFactorisation(L.LightningModule):
     ) -> None:
         super().__init__()
         self.cfg = to_algo_config(algo)
-        validate_algo(self.cfg)
         self.env_info = env_info if isinstance(env_info, EnvInfo) else EnvInfo(**env_info)
+        validate_algo(self.cfg, self.env_info)
         self.schedule = schedule if isinstance(schedule, RunSchedule) else RunSchedule(**schedule)
         self.obs_last_action = obs_last_action
         self.save_hyperparameters(
@@ -126,6 +137,11 @@ class ValueFactorisation(L.LightningModule):
         self._pending_train_stats: list[CollectStats] = []
         self._pending_losses: list[dict[str, float]] = []
         self.test_history: list[dict[str, float]] = []
+        self.stop_signal: int | None = None  # set by the preemption handler (SIGINT / SIGTERM)
+        self.checkpoint_dir: Path | None = None
+        self.save_buffer = False
+        self._rng_to_restore: dict[str, Any] | None = None
+        self._buffer_stamp_to_load: int | None = None
 
     # ------------------------------------------------------------------ acting
     @property
@@ -185,6 +201,8 @@ class ValueFactorisation(L.LightningModule):
             updates_per_collect=self.cfg.updates_per_collect,
             t_max=self.schedule.t_max,
             on_collect=self._pending_train_stats.append,
+            on_start=self._restore_resumed_state,
+            should_stop=lambda: self.stop_signal is not None,
         )
         return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=0)
 
@@ -287,12 +305,8 @@ class ValueFactorisation(L.LightningModule):
         batch = batch.to(self.device)
         losses = self.compute_losses(batch)
         total = losses["loss/td"] + losses.get("loss/policy", torch.zeros((), device=self.device))
-        if not torch.isfinite(total):
-            bad = [k for k, v in losses.items() if k.startswith("loss/") and not torch.isfinite(v)]
-            raise FloatingPointError(
-                f"non-finite loss {bad} at env step {self.progress.t_env} (update {self.progress.updates}); "
-                "lower the learning rates or alpha, or check the env's rewards"
-            )
+        if not torch.isfinite(total + losses["train/q_taken_mean"]):
+            self._raise_diverged(losses)
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         for opt in optimizers:
@@ -315,6 +329,15 @@ class ValueFactorisation(L.LightningModule):
         if self.progress.t_env - self.progress.last_log_t >= self.schedule.log_interval:
             self.flush_train_metrics()
 
+    def _raise_diverged(self, losses: dict[str, torch.Tensor]) -> None:
+        bad = [k for k, v in losses.items() if not torch.isfinite(v)]
+        where = self.checkpoint_dir / checkpointing.LAST_CHECKPOINT if self.checkpoint_dir else None
+        kept = f"the last good checkpoint is kept at {where}" if where and where.exists() else "no checkpoint yet"
+        raise TrainingDiverged(
+            f"non-finite {', '.join(bad)} at env step {self.progress.t_env} (update {self.progress.updates}); "
+            f"{kept}. Lower algo.critic_lr / algo.policy_lr or algo.alpha, or check the env's rewards"
+        )
+
     def sync_targets(self) -> None:
         """Hard copy, every target_update_interval episodes (ALGORITHM.md §2.5)."""
         self.target_agent.load_state_dict(self.agent.state_dict())
@@ -331,6 +354,8 @@ class ValueFactorisation(L.LightningModule):
 
     def flush_train_metrics(self) -> None:
         stats, losses = self._pending_train_stats, self._pending_losses
+        if not stats and not losses and self.progress.last_log_t == self.progress.t_env:
+            return
         row: dict[str, float] = {
             "train/episodes": float(self.progress.episodes),
             "train/updates": float(self.progress.updates),
@@ -374,10 +399,50 @@ class ValueFactorisation(L.LightningModule):
         return result
 
     # ------------------------------------------------------------------ checkpoints
+    def configure_checkpointing(self, checkpoint_dir: Path, save_buffer: bool) -> None:
+        self.checkpoint_dir, self.save_buffer = checkpoint_dir, save_buffer
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Everything beyond weights and optimizers that a resume needs to continue the same run.
+
+        Lightning's loop counters are dropped: the run's position is `progress` (env steps), the
+        whole run is one epoch over an endless stream, and a restored mid-epoch loop state would
+        end the resumed epoch at once.
+        """
+        checkpoint.pop("loops", None)
         checkpoint["progress"] = self.progress.state_dict()
         checkpoint["test_history"] = list(self.test_history)
+        checkpoint["pending"] = {
+            "stats": [asdict(stats) for stats in self._pending_train_stats],
+            "losses": list(self._pending_losses),
+        }
+        checkpoint["rng"] = checkpointing.capture_rng_state()
+        if self.train_collector is not None:
+            checkpoint["collector"] = self.train_collector.state_dict()
+        checkpoint["buffer_stamp"] = None
+        if self.save_buffer and self.buffer is not None and self.checkpoint_dir is not None:
+            checkpointing.save_buffer(self.buffer, self.checkpoint_dir / checkpointing.BUFFER_FILE, self.progress.t_env)
+            checkpoint["buffer_stamp"] = self.progress.t_env
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.progress.load_state_dict(checkpoint.get("progress", {}))
         self.test_history = list(checkpoint.get("test_history", []))
+        pending = checkpoint.get("pending", {"stats": [], "losses": []})
+        self._pending_train_stats[:] = [CollectStats(**stats) for stats in pending["stats"]]
+        self._pending_losses[:] = pending["losses"]
+        self._rng_to_restore = checkpoint.get("rng")
+        if self.train_collector is not None and "collector" in checkpoint:
+            self.train_collector.load_state_dict(checkpoint["collector"])
+        self._buffer_stamp_to_load = checkpoint.get("buffer_stamp")
+
+    def _restore_resumed_state(self) -> None:
+        """Called when the stream starts: after Lightning has built its iterators (which draw from
+        the torch RNG), so the restored RNG continues exactly where the checkpointed run stopped."""
+        if self._buffer_stamp_to_load is not None and self.buffer is not None and self.checkpoint_dir is not None:
+            checkpointing.load_buffer(
+                self.buffer, self.checkpoint_dir / checkpointing.BUFFER_FILE, self._buffer_stamp_to_load
+            )
+            self._buffer_stamp_to_load = None
+        if self._rng_to_restore is not None:
+            checkpointing.restore_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None

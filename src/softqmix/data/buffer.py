@@ -71,6 +71,18 @@ class EpisodeBuffer:
         self._next = (self._next + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "storage": {f.name: getattr(self.storage, f.name) for f in fields(EpisodeBatch)},
+            "next": self._next,
+            "size": self.size,
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        for name, tensor in state["storage"].items():  # type: ignore[union-attr]
+            getattr(self.storage, name).copy_(tensor)
+        self._next, self.size = int(state["next"]), int(state["size"])  # type: ignore[arg-type]
+
     def can_sample(self, batch_size: int) -> bool:
         return self.size >= batch_size
 

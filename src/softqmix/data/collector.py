@@ -10,6 +10,7 @@ import torch
 
 from softqmix.data.buffer import EpisodeBatch
 from softqmix.envs.base import EnvInfo, MultiAgentEnv, Observation
+from softqmix.errors import EnvContractError
 
 
 class Actor(Protocol):
@@ -48,19 +49,43 @@ class EpisodeCollector:
     call yields `len(envs)` whole episodes ready for the replay buffer.
     """
 
-    def __init__(self, envs: list[MultiAgentEnv], seed: int) -> None:
+    def __init__(self, envs: list[MultiAgentEnv], seed: int, name: str = "env") -> None:
         if not envs:
             raise ValueError("the collector needs at least one env (batch_size_run >= 1)")
-        self.envs = envs
+        self.envs, self.name = envs, name
         self.info: EnvInfo = envs[0].info()
         self._seeds: list[int | None] = [seed + i for i in range(len(envs))]
 
     def _reset_all(self) -> list[Observation]:
         out = []
         for i, env in enumerate(self.envs):
-            out.append(env.reset(seed=self._seeds[i]))
+            out.append(self._checked(env.reset(seed=self._seeds[i]), i, 0))
             self._seeds[i] = None  # seed once; later resets continue the env's own RNG stream
         return out
+
+    def _checked(self, o: Observation, env_index: int, t: int) -> Observation:
+        """Enforce the MultiAgentEnv contract at the boundary, where the culprit is still known."""
+        info = self.info
+        expected = {
+            "obs": (info.n_agents, info.obs_dim),
+            "state": (info.state_dim,),
+            "avail": (info.n_agents, info.n_actions),
+        }
+        for field_name, shape in expected.items():
+            got = np.shape(getattr(o, field_name))
+            if got != shape:
+                raise EnvContractError(
+                    f"env '{self.name}' (copy {env_index}) returned {field_name} of shape {got} at step {t}, "
+                    f"expected {shape} from its info()"
+                )
+        legal = np.asarray(o.avail).sum(-1) > 0
+        if not legal.all():
+            agent = int(np.flatnonzero(~legal)[0])
+            raise EnvContractError(
+                f"env '{self.name}' (copy {env_index}) gave agent {agent} no legal action at step {t}; "
+                "a living agent needs at least one available action (dead agents: only no-op)"
+            )
+        return o
 
     @torch.no_grad()
     def collect(self, actor: Actor, explore: bool) -> tuple[EpisodeBatch, CollectStats]:
@@ -89,7 +114,7 @@ class EpisodeCollector:
                 batch.filled[i, t] = 1.0
                 returns[i] += result.reward
                 lengths[i] += 1
-                current[i] = result.next
+                current[i] = self._checked(result.next, int(i), t + 1)
                 if result.terminated or result.truncated or t + 1 == info.episode_limit:
                     active[i] = False
                     won[i] = float(result.info.get("battle_won", 0.0))
@@ -102,6 +127,19 @@ class EpisodeCollector:
                 break
         stats = CollectStats(returns=returns.tolist(), lengths=lengths.tolist(), battle_won=won.tolist())
         return batch, stats
+
+    def state_dict(self) -> dict[str, object]:
+        """Which envs still await their first (seeded) reset, and each env's own RNG if it exposes one."""
+        return {
+            "seeds": list(self._seeds),
+            "env_rng": [env.get_rng_state() if hasattr(env, "get_rng_state") else None for env in self.envs],
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self._seeds = list(state["seeds"])  # type: ignore[call-overload]
+        for env, rng in zip(self.envs, state["env_rng"], strict=True):  # type: ignore[call-overload]
+            if rng is not None:
+                env.set_rng_state(rng)
 
     def close(self) -> None:
         for env in self.envs:

@@ -22,6 +22,7 @@ class TrainingProgress:
     last_target_sync_episode: int = 0
     last_test_t: int = -1
     last_log_t: int = 0
+    last_checkpoint_t: int = 0
 
     def state_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -48,17 +49,22 @@ class ReplayStream(IterableDataset):
         updates_per_collect: int,
         t_max: int,
         on_collect: Callable[[CollectStats], None] | None = None,
+        on_start: Callable[[], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.collector, self.buffer, self.actor = collector, buffer, actor
         self.progress = progress
         self.batch_size, self.updates_per_collect, self.t_max = batch_size, updates_per_collect, t_max
-        self.on_collect = on_collect
+        self.on_collect, self.on_start = on_collect, on_start
+        self.should_stop = should_stop or (lambda: False)
         self.generator = generator
 
     def __iter__(self) -> Iterator[EpisodeBatch]:
-        while self.progress.t_env < self.t_max:
+        if self.on_start is not None:
+            self.on_start()
+        while self.progress.t_env < self.t_max and not self.should_stop():
             episodes, stats = self.collector.collect(self.actor, explore=True)
             self.buffer.insert(episodes)
             self.progress.t_env += stats.env_steps

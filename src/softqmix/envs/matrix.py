@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from softqmix.envs.base import EnvInfo, Observation, StepResult
+from softqmix.errors import ConfigError
 
 
 class MatrixGameEnv:
@@ -17,9 +18,14 @@ class MatrixGameEnv:
     n_agents = 2
 
     def __init__(self, payoff: list[list[float]]) -> None:
-        table = np.asarray(payoff, dtype=np.float64)
+        try:
+            table = np.asarray(payoff, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"env.payoff must be a square table of numbers, got {payoff!r}") from exc
+        if not np.isfinite(table).all():
+            raise ConfigError(f"env.payoff must hold finite numbers, got {payoff!r}")
         if table.ndim != 2 or table.shape[0] != table.shape[1] or table.shape[0] < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"env.payoff must be a square n x n table with n >= 2, got shape {table.shape}; "
                 "e.g. env.payoff='[[8,-12],[-12,0]]'"
             )

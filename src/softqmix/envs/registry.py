@@ -7,6 +7,7 @@ from typing import Any
 
 from softqmix.envs.base import MultiAgentEnv
 from softqmix.envs.matrix import MatrixGameEnv
+from softqmix.errors import ConfigError
 
 
 def _make_matrix(cfg: Any) -> MultiAgentEnv:
@@ -20,5 +21,5 @@ def make_env(cfg: Any) -> MultiAgentEnv:
     """Instantiate the env described by `cfg.family` and the family's fields."""
     family = str(cfg.family)
     if family not in ENV_FAMILIES:
-        raise ValueError(f"unknown env family '{family}'; valid families: {sorted(ENV_FAMILIES)}")
+        raise ConfigError(f"unknown env family '{family}'; valid families: {sorted(ENV_FAMILIES)}")
     return ENV_FAMILIES[family](cfg)

@@ -13,7 +13,7 @@ class GreedyEvaluation(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # on_fit_start precedes Lightning's first fetch from the stream, i.e. any collection
-        if self.test_interval > 0:
+        if self.test_interval > 0 and pl_module.progress.last_test_t < 0:  # not when resuming
             pl_module.run_test()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
@@ -22,6 +22,8 @@ class GreedyEvaluation(L.Callback):
             pl_module.run_test()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.stop_signal is not None:
+            return  # preempted: the resumed run tests and logs exactly as an uninterrupted one would
         if pl_module.progress.last_test_t != pl_module.progress.t_env:
             pl_module.run_test()
         pl_module.flush_train_metrics()

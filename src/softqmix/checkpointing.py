@@ -1,0 +1,84 @@
+"""Checkpoint files that survive crashes, and the RNG and buffer state that make a resume exact."""
+
+from __future__ import annotations
+
+import io
+import lzma
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+
+from softqmix.data.buffer import EpisodeBuffer
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+BUFFER_FILE = "buffer.pt.xz"
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    return run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same directory, fsync, then rename over the target.
+
+    A crash at any point leaves either the old file or the new one, never a torn file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's torch checkpoint format, written atomically (temp file + rename)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Global RNG states as plain types, so checkpoints load with torch.load(weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in state["python"]))
+
+
+def save_buffer(buffer: EpisodeBuffer, path: Path, stamp: int) -> int:
+    """Write the replay buffer, xz-compressed, stamped with the env step it belongs to; returns bytes."""
+    raw = io.BytesIO()
+    torch.save({"stamp": stamp, **buffer.state_dict()}, raw)
+    data = lzma.compress(raw.getvalue(), preset=1)
+    atomic_write_bytes(path, data)
+    return len(data)
+
+
+def load_buffer(buffer: EpisodeBuffer, path: Path, stamp: int) -> None:
+    """Restore the buffer saved with `stamp`; a buffer from another env step would silently change the run."""
+    state = torch.load(io.BytesIO(lzma.decompress(path.read_bytes())), weights_only=False)
+    if state.pop("stamp") != stamp:
+        raise RuntimeError(
+            f"{path} belongs to another checkpoint (env step {state.get('stamp')}, expected {stamp}); "
+            "delete it to resume without the replay buffer"
+        )
+    buffer.load_state_dict(state)
