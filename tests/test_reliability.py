@@ -62,7 +62,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(compose_train, tmp_pat
     assert stopped["status"] == "preempted" and stopped["stop_signal"] == signum
     assert 500 <= stopped["env_steps"] < 1200
     assert (
-        checkpoint_path(tmp_path / "split").exists() and (tmp_path / "split" / "checkpoints" / "buffer.pt.xz").exists()
+        checkpoint_path(tmp_path / "split").exists() and (tmp_path / "split" / "checkpoints" / "buffer.pt.gz").exists()
     )
 
     resumed = train(compose_train([*SMALL, f"resume={tmp_path / 'split'}"]), tmp_path / "elsewhere")

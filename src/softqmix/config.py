@@ -129,7 +129,7 @@ class CheckpointConfig:
     """When to checkpoint; what a resume can restore depends on `save_buffer` (docs/reliability.md)."""
 
     interval: int = 100_000  # env steps between checkpoints; 0 = only at the end (and on preemption)
-    save_buffer: bool = False  # also write the replay buffer (xz-compressed) so a resume is exact
+    save_buffer: bool = False  # also write the replay buffer (gzip-compressed) so a resume is exact
 
 
 @dataclass
