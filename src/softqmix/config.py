@@ -95,6 +95,30 @@ class MatrixEnvConfig(EnvConfig):
     obs_last_action: bool = False
 
 
+@dataclass
+class MPEEnvConfig(EnvConfig):
+    """mpe2 simple_spread_v3 with the paper's difficulty scaling and reward (softqmix.envs.mpe)."""
+
+    family: str = "mpe"
+    n_agents: int = 3  # N agents and N landmarks
+    scale: float = 1.0  # initial positions x1 / x1.5 / x2 for Simple / Medium / Hard
+    landmark_scale: float = 0.8  # landmarks at 0.8 U(-1,1) * scale as in the paper's MPE copy
+    episode_limit: int = 25
+    reward: str = "paper"  # paper | mpe2
+    local_ratio: float = 0.5  # mpe2's mix of global and collision reward (reward=mpe2 only)
+    time_limit_is_termination: bool = False  # True reproduces the paper's code (no bootstrap at step 25)
+    obs_last_action: bool = False
+
+
+@dataclass
+class PoolConfig:
+    """How the `batch_size_run` envs are stepped."""
+
+    mode: str = "inprocess"  # inprocess | workers (one process per env)
+    start_method: str = "fork"  # multiprocessing start method for workers
+    max_restarts: int = 3  # dead workers restarted per run before giving up
+
+
 class LoggerKind(str, Enum):
     csv = "csv"
     wandb = "wandb"
@@ -141,6 +165,7 @@ class TrainConfig:
     logger: LoggerConfig = MISSING
     trainer: TrainerConfig = MISSING
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
     resume: str | None = None  # a run dir to continue; automatic when the run dir holds a checkpoint
     seed: int = 0
     t_max: int = 10_000  # env steps of training
@@ -156,7 +181,7 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-ENV_SCHEMAS: dict[str, type[EnvConfig]] = {"matrix": MatrixEnvConfig}
+ENV_SCHEMAS: dict[str, type[EnvConfig]] = {"matrix": MatrixEnvConfig, "mpe": MPEEnvConfig}
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -168,8 +193,7 @@ def validate_config(cfg: DictConfig) -> None:
     family = cfg.env.get("family")
     if family not in ENV_SCHEMAS:
         raise ConfigError(f"unknown env family '{family}'; valid families: {sorted(ENV_SCHEMAS)}")
-    top = {k: v for k, v in cfg.items() if k not in ("algo", "env", "logger", "trainer", "checkpoint")}
-    top["checkpoint"] = cfg.get("checkpoint", {})
+    top = {k: v for k, v in cfg.items() if k not in ("algo", "env", "logger", "trainer")}
     try:
         OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.to_container(OmegaConf.create(top)))
     except OmegaConfBaseException as exc:
@@ -192,5 +216,6 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="schema", name="algo", node=AlgoConfig)
     cs.store(group="schema", name="env_matrix", node=MatrixEnvConfig)
+    cs.store(group="schema", name="env_mpe", node=MPEEnvConfig)
     cs.store(group="schema", name="logger", node=LoggerConfig)
     cs.store(group="schema", name="trainer", node=TrainerConfig)

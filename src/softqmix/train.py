@@ -20,7 +20,8 @@ from softqmix.algos.value_factorisation import RunSchedule, ValueFactorisation
 from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_path
 from softqmix.config import register_configs, validate_config
 from softqmix.data.collector import EpisodeCollector
-from softqmix.envs import make_env
+from softqmix.envs import env_factory, make_env
+from softqmix.envs.pool import EnvPool
 from softqmix.errors import ConfigError, EnvContractError, TrainingDiverged, UserError
 from softqmix.eval.matrix_report import format_matrix_report, matrix_game_report
 from softqmix.eval.schedule import GreedyEvaluation
@@ -85,8 +86,16 @@ def train(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback] | No
     torch.set_num_threads(cfg.trainer.torch_threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    envs = [make_env(cfg.env) for _ in range(cfg.batch_size_run)]
-    collector = EpisodeCollector(envs, seed=cfg.seed, name=f"{cfg.env.family}/{cfg.env.name}")
+    name = f"{cfg.env.family}/{cfg.env.name}"
+    pool = EnvPool(
+        env_factory(cfg.env),
+        cfg.batch_size_run,
+        mode=cfg.pool.mode,
+        start_method=cfg.pool.start_method,
+        max_restarts=cfg.pool.max_restarts,
+        name=name,
+    )
+    collector = EpisodeCollector(pool, seed=cfg.seed, name=name)
     try:
         return _fit(cfg, run_dir, ckpt, collector, extra_callbacks or [])
     finally:
@@ -169,7 +178,7 @@ def _fit(
         write_json(run_dir / "preempted.json", summary)
         return summary
     if cfg.env.family == "matrix":
-        report = matrix_game_report(module, collector.envs[0])
+        report = matrix_game_report(module, make_env(cfg.env))
         summary["matrix_game"] = report
         if cfg.print_report:
             print(format_matrix_report(report, [list(r) for r in cfg.env.payoff], cfg.env.action_names))

@@ -381,7 +381,7 @@ class ValueFactorisation(L.LightningModule):
         """Greedy episodes (argmax of raw Q_i); they do not advance t_env."""
         if self.test_collector is None:
             raise RuntimeError("call attach_envs(...) before testing")
-        rounds = max(1, math.ceil(self.schedule.test_nepisode / len(self.test_collector.envs)))
+        rounds = max(1, math.ceil(self.schedule.test_nepisode / self.test_collector.n_envs))
         returns, won = [], []
         for _ in range(rounds):
             _, stats = self.test_collector.collect(self, explore=False)

@@ -33,6 +33,9 @@ class EpisodeBatch:
     def max_t(self) -> int:
         return self.actions.shape[1]
 
+    def select(self, rows: torch.Tensor) -> EpisodeBatch:
+        return EpisodeBatch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
     def to(self, device: torch.device | str) -> EpisodeBatch:
         return EpisodeBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 

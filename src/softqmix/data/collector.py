@@ -1,7 +1,8 @@
-"""Runs a group of envs to the end of their episodes with one batched actor call per step."""
+"""Runs a pool of envs to the end of their episodes with one batched actor call per step."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -10,7 +11,10 @@ import torch
 
 from softqmix.data.buffer import EpisodeBatch
 from softqmix.envs.base import EnvInfo, MultiAgentEnv, Observation
+from softqmix.envs.pool import EnvPool
 from softqmix.errors import EnvContractError
+
+log = logging.getLogger(__name__)
 
 
 class Actor(Protocol):
@@ -31,11 +35,12 @@ class Actor(Protocol):
 
 @dataclass
 class CollectStats:
-    """Per-episode outcomes of one collection call."""
+    """Per-episode outcomes of one collection call (kept episodes only)."""
 
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     battle_won: list[float] = field(default_factory=list)
+    discarded: int = 0  # episodes lost to a dead env worker
 
     @property
     def env_steps(self) -> int:
@@ -43,25 +48,31 @@ class CollectStats:
 
 
 class EpisodeCollector:
-    """Steps `len(envs)` envs in lockstep until every episode has ended.
+    """Steps every env of the pool in lockstep until each has finished one episode.
 
-    Each env runs exactly one episode per call, like pymarl's parallel runner, so a
-    call yields `len(envs)` whole episodes ready for the replay buffer.
+    Like pymarl's parallel runner, a call yields one whole episode per env, ready for the
+    replay buffer; the actor runs once per step for all envs and agents together.
     """
 
-    def __init__(self, envs: list[MultiAgentEnv], seed: int, name: str = "env") -> None:
-        if not envs:
-            raise ValueError("the collector needs at least one env (batch_size_run >= 1)")
-        self.envs, self.name = envs, name
-        self.info: EnvInfo = envs[0].info()
-        self._seeds: list[int | None] = [seed + i for i in range(len(envs))]
+    def __init__(self, pool: EnvPool | list[MultiAgentEnv], seed: int, name: str = "env") -> None:
+        if isinstance(pool, list):
+            pool = EnvPool.from_envs(pool, name=name)
+        self.pool, self.name = pool, name
+        self.info: EnvInfo = pool.info
+        self._seeds: list[int | None] = [seed + i for i in range(pool.n_envs)]
+
+    @property
+    def envs(self) -> list[MultiAgentEnv]:
+        return self.pool.envs
+
+    @property
+    def n_envs(self) -> int:
+        return self.pool.n_envs
 
     def _reset_all(self) -> list[Observation]:
-        out = []
-        for i, env in enumerate(self.envs):
-            out.append(self._checked(env.reset(seed=self._seeds[i]), i, 0))
-            self._seeds[i] = None  # seed once; later resets continue the env's own RNG stream
-        return out
+        out = self.pool.reset(self._seeds)
+        self._seeds = [None] * self.pool.n_envs  # seed once; later resets continue each env's RNG stream
+        return [self._checked(o, i, 0) for i, o in enumerate(out)]
 
     def _checked(self, o: Observation, env_index: int, t: int) -> Observation:
         """Enforce the MultiAgentEnv contract at the boundary, where the culprit is still known."""
@@ -89,10 +100,11 @@ class EpisodeCollector:
 
     @torch.no_grad()
     def collect(self, actor: Actor, explore: bool) -> tuple[EpisodeBatch, CollectStats]:
-        info, n_envs = self.info, len(self.envs)
+        info, n_envs = self.info, self.pool.n_envs
         batch = EpisodeBatch.zeros(n_envs, info)
         current = self._reset_all()
         active = np.ones(n_envs, dtype=bool)
+        lost = np.zeros(n_envs, dtype=bool)
         returns = np.zeros(n_envs)
         lengths = np.zeros(n_envs, dtype=np.int64)
         won = np.zeros(n_envs)
@@ -106,15 +118,19 @@ class EpisodeCollector:
             batch.obs[:, t], batch.state[:, t], batch.avail[:, t] = obs, state, avail
             actions, hidden = actor.act(obs, state, avail, last_actions, hidden, explore)
             actions = actions.cpu()
-            for i in np.flatnonzero(active):
-                result = self.envs[i].step(actions[i].numpy())
-                batch.actions[i, t] = actions[i]
+            batch.actions[:, t] = actions
+            indices = np.flatnonzero(active).tolist()
+            results = self.pool.step(indices, actions.numpy()[indices])
+            for i, result in zip(indices, results, strict=True):
+                if result is None:  # the env's worker died: drop this episode
+                    active[i], lost[i] = False, True
+                    continue
                 batch.reward[i, t] = result.reward
                 batch.terminated[i, t] = float(result.terminated)
                 batch.filled[i, t] = 1.0
                 returns[i] += result.reward
                 lengths[i] += 1
-                current[i] = self._checked(result.next, int(i), t + 1)
+                current[i] = self._checked(result.next, i, t + 1)
                 if result.terminated or result.truncated or t + 1 == info.episode_limit:
                     active[i] = False
                     won[i] = float(result.info.get("battle_won", 0.0))
@@ -125,22 +141,25 @@ class EpisodeCollector:
             last_actions = actions
             if not active.any():
                 break
-        stats = CollectStats(returns=returns.tolist(), lengths=lengths.tolist(), battle_won=won.tolist())
+        keep = np.flatnonzero(~lost)
+        if lost.any():
+            log.warning("env '%s': discarded %d episode(s) lost to dead workers", self.name, int(lost.sum()))
+            batch = batch.select(torch.as_tensor(keep))
+        stats = CollectStats(
+            returns=returns[keep].tolist(),
+            lengths=lengths[keep].tolist(),
+            battle_won=won[keep].tolist(),
+            discarded=int(lost.sum()),
+        )
         return batch, stats
 
     def state_dict(self) -> dict[str, object]:
         """Which envs still await their first (seeded) reset, and each env's own RNG if it exposes one."""
-        return {
-            "seeds": list(self._seeds),
-            "env_rng": [env.get_rng_state() if hasattr(env, "get_rng_state") else None for env in self.envs],
-        }
+        return {"seeds": list(self._seeds), "env_rng": self.pool.rng_states()}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self._seeds = list(state["seeds"])  # type: ignore[call-overload]
-        for env, rng in zip(self.envs, state["env_rng"], strict=True):  # type: ignore[call-overload]
-            if rng is not None:
-                env.set_rng_state(rng)
+        self.pool.set_rng_states(state["env_rng"])  # type: ignore[arg-type]
 
     def close(self) -> None:
-        for env in self.envs:
-            env.close()
+        self.pool.close()

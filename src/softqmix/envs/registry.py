@@ -1,25 +1,50 @@
-"""Build an env from its config; each family registers a constructor here."""
+"""Build an env from its config; each env family registers a constructor here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from softqmix.envs.base import MultiAgentEnv
-from softqmix.envs.matrix import MatrixGameEnv
 from softqmix.errors import ConfigError
 
 
-def _make_matrix(cfg: Any) -> MultiAgentEnv:
-    return MatrixGameEnv(payoff=[list(row) for row in cfg.payoff])
+def _make_matrix(cfg: Mapping[str, Any]) -> MultiAgentEnv:
+    from softqmix.envs.matrix import MatrixGameEnv
+
+    return MatrixGameEnv(payoff=[list(row) for row in cfg["payoff"]])
 
 
-ENV_FAMILIES: dict[str, Callable[[Any], MultiAgentEnv]] = {"matrix": _make_matrix}
+def _make_mpe(cfg: Mapping[str, Any], render_mode: str | None = None) -> MultiAgentEnv:
+    from softqmix.envs.mpe import MPESpreadEnv
+
+    return MPESpreadEnv(
+        n_agents=cfg["n_agents"],
+        scale=cfg["scale"],
+        landmark_scale=cfg["landmark_scale"],
+        episode_limit=cfg["episode_limit"],
+        reward=cfg["reward"],
+        local_ratio=cfg["local_ratio"],
+        time_limit_is_termination=cfg["time_limit_is_termination"],
+        render_mode=render_mode,
+    )
 
 
-def make_env(cfg: Any) -> MultiAgentEnv:
-    """Instantiate the env described by `cfg.family` and the family's fields."""
-    family = str(cfg.family)
+ENV_FAMILIES: dict[str, Callable[..., MultiAgentEnv]] = {"matrix": _make_matrix, "mpe": _make_mpe}
+
+
+def make_env(cfg: Mapping[str, Any], **kwargs: Any) -> MultiAgentEnv:
+    """Instantiate the env described by `cfg["family"]` and the family's fields."""
+    family = str(cfg["family"])
     if family not in ENV_FAMILIES:
         raise ConfigError(f"unknown env family '{family}'; valid families: {sorted(ENV_FAMILIES)}")
-    return ENV_FAMILIES[family](cfg)
+    return ENV_FAMILIES[family](cfg, **kwargs)
+
+
+def env_factory(cfg: Mapping[str, Any] | DictConfig) -> Callable[[], MultiAgentEnv]:
+    """A picklable zero-argument constructor (worker processes build their env with it)."""
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    return partial(make_env, plain)

@@ -1,0 +1,218 @@
+"""A pool of `n_envs` copies of one env, stepped together, in this process or in worker processes.
+
+Worker mode puts each env in its own process (pymarl's parallel runner), so env stepping
+runs on the cores the learner does not use. A worker that dies is restarted with a fresh
+env; the episode it was running is reported as lost (None) and discarded by the caller.
+After `max_restarts` deaths the pool gives up with a clear error instead of looping.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import traceback
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from softqmix.envs.base import EnvInfo, MultiAgentEnv, Observation, StepResult
+from softqmix.errors import EnvContractError
+
+log = logging.getLogger(__name__)
+
+EnvFactory = Callable[[], MultiAgentEnv]
+
+
+def _worker(conn: Connection, factory: EnvFactory) -> None:
+    """Serve one env over a pipe until told to close."""
+    env = factory()
+    try:
+        while True:
+            command, payload = conn.recv()
+            try:
+                if command == "step":
+                    conn.send(("ok", env.step(payload)))
+                elif command == "reset":
+                    conn.send(("ok", env.reset(seed=payload)))
+                elif command == "info":
+                    conn.send(("ok", env.info()))
+                elif command == "get_rng":
+                    conn.send(("ok", env.get_rng_state() if hasattr(env, "get_rng_state") else None))
+                elif command == "set_rng":
+                    if payload is not None:
+                        env.set_rng_state(payload)
+                    conn.send(("ok", None))
+                elif command == "close":
+                    conn.send(("ok", None))
+                    return
+            except Exception:
+                conn.send(("error", traceback.format_exc()))
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        env.close()
+
+
+class _Worker:
+    def __init__(self, ctx: Any, factory: EnvFactory) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker, args=(child, factory), daemon=True)
+        self.process.start()
+        child.close()
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class EnvPool:
+    """`n_envs` envs from one factory; `mode` is "inprocess" or "workers"."""
+
+    def __init__(
+        self,
+        factory: EnvFactory,
+        n_envs: int,
+        mode: str = "inprocess",
+        start_method: str = "fork",
+        max_restarts: int = 3,
+        name: str = "env",
+    ) -> None:
+        if n_envs < 1:
+            raise ValueError("batch_size_run must be >= 1")
+        if mode not in ("inprocess", "workers"):
+            raise ValueError(f"pool.mode must be 'inprocess' or 'workers', got '{mode}'")
+        self.factory, self.n_envs, self.mode, self.name = factory, n_envs, mode, name
+        self.max_restarts, self.restarts = max_restarts, 0
+        self._envs: list[MultiAgentEnv] = []
+        self._workers: list[_Worker] = []
+        if mode == "inprocess":
+            self._envs = [factory() for _ in range(n_envs)]
+            self.info: EnvInfo = self._envs[0].info()
+        else:
+            self._ctx = mp.get_context(start_method)
+            self._workers = [_Worker(self._ctx, factory) for _ in range(n_envs)]
+            self.info = self._call(0, "info", None)
+
+    @classmethod
+    def from_envs(cls, envs: list[MultiAgentEnv], name: str = "env") -> EnvPool:
+        """An in-process pool over env objects that already exist (tests, notebooks)."""
+        if not envs:
+            raise ValueError("the pool needs at least one env (batch_size_run >= 1)")
+        remaining = list(envs)
+        return cls(lambda: remaining.pop(0), len(envs), mode="inprocess", name=name)
+
+    @property
+    def envs(self) -> list[MultiAgentEnv]:
+        """The env objects (in-process mode only; a report may need to look inside one)."""
+        if self.mode != "inprocess":
+            raise RuntimeError("env objects live in worker processes in pool.mode=workers")
+        return self._envs
+
+    # -------------------------------------------------------------- worker plumbing
+    def _receive(self, index: int) -> Any:
+        worker = self._workers[index]
+        try:
+            status, value = worker.conn.recv()
+        except (EOFError, ConnectionResetError, BrokenPipeError, OSError) as exc:
+            raise WorkerDied(str(exc)) from exc
+        if status == "error":
+            raise RuntimeError(f"env '{self.name}' (copy {index}) raised in its worker:\n{value}")
+        return value
+
+    def _send(self, index: int, command: str, payload: Any) -> None:
+        try:
+            self._workers[index].conn.send((command, payload))
+        except (BrokenPipeError, ConnectionResetError, OSError) as exc:
+            raise WorkerDied(str(exc)) from exc
+
+    def _call(self, index: int, command: str, payload: Any) -> Any:
+        self._send(index, command, payload)
+        return self._receive(index)
+
+    def _restart(self, index: int, reason: str) -> None:
+        self.restarts += 1
+        if self.restarts > self.max_restarts:
+            raise EnvContractError(
+                f"env '{self.name}': workers died {self.restarts} times (last: copy {index}, {reason}); "
+                f"giving up after pool.max_restarts={self.max_restarts}"
+            )
+        log.warning("env '%s' worker %d died (%s); restarting it and discarding its episode", self.name, index, reason)
+        old = self._workers[index]
+        if old.process.is_alive():
+            old.process.kill()
+        old.process.join(timeout=5)
+        self._workers[index] = _Worker(self._ctx, self.factory)
+
+    # -------------------------------------------------------------- public API
+    def reset(self, seeds: Sequence[int | None]) -> list[Observation]:
+        """Reset every env (seed None continues the env's own RNG stream)."""
+        if self.mode == "inprocess":
+            return [env.reset(seed=seed) for env, seed in zip(self._envs, seeds, strict=True)]
+        out: list[Observation] = []
+        for i, seed in enumerate(seeds):
+            while True:
+                try:
+                    out.append(self._call(i, "reset", seed))
+                    break
+                except WorkerDied as exc:
+                    self._restart(i, str(exc) or "no reply")
+        return out
+
+    def step(self, indices: Sequence[int], actions: np.ndarray) -> list[StepResult | None]:
+        """Step the envs named by `indices` with `actions[k]` for env indices[k].
+
+        None in the result marks an env whose worker died during the step: its episode is lost.
+        """
+        if self.mode == "inprocess":
+            return [self._envs[i].step(a) for i, a in zip(indices, actions, strict=True)]
+        sent: list[int] = []
+        results: list[StepResult | None] = [None] * len(indices)
+        dead: set[int] = set()
+        for k, i in enumerate(indices):
+            try:
+                self._send(i, "step", actions[k])
+                sent.append(k)
+            except WorkerDied:
+                dead.add(k)
+        for k in sent:
+            try:
+                results[k] = self._receive(indices[k])
+            except WorkerDied:
+                dead.add(k)
+        for k in sorted(dead):
+            self._restart(indices[k], "died during step")
+        return results
+
+    def rng_states(self) -> list[Any]:
+        if self.mode == "inprocess":
+            return [env.get_rng_state() if hasattr(env, "get_rng_state") else None for env in self._envs]
+        return [self._call(i, "get_rng", None) for i in range(self.n_envs)]
+
+    def set_rng_states(self, states: Sequence[Any]) -> None:
+        for i, state in enumerate(states):
+            if state is None:
+                continue
+            if self.mode == "inprocess":
+                self._envs[i].set_rng_state(state)  # type: ignore[attr-defined]
+            else:
+                self._call(i, "set_rng", state)
+
+    def worker_pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
+
+    def close(self) -> None:
+        for env in self._envs:
+            env.close()
+        for worker in self._workers:
+            try:
+                worker.conn.send(("close", None))
+                worker.conn.recv()
+            except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
+                pass
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+        self._workers = []
+        self._envs = []
