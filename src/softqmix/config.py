@@ -144,7 +144,7 @@ class TrainerConfig:
     accelerator: str = "cpu"
     devices: int = 1
     torch_threads: int = 1  # one intra-op thread per process: see DESIGN.md §2
-    enable_progress_bar: bool = False
+    enable_progress_bar: bool = True  # env steps, episodes/s and the latest test return
     deterministic: bool = False
 
 

@@ -24,6 +24,7 @@ from softqmix.envs import env_factory, make_env
 from softqmix.envs.pool import EnvPool
 from softqmix.errors import ConfigError, EnvContractError, TrainingDiverged, UserError
 from softqmix.eval.matrix_report import format_matrix_report, matrix_game_report
+from softqmix.eval.progress import EnvStepProgressBar
 from softqmix.eval.schedule import GreedyEvaluation
 from softqmix.outputs import build_loggers, git_commit, package_versions, write_json
 from softqmix.preemption import PeriodicCheckpoint, PreemptionCheckpoint, exit_code_for
@@ -130,6 +131,7 @@ def _fit(
             GreedyEvaluation(cfg.test_interval),
             PeriodicCheckpoint(last, cfg.checkpoint.interval),
             PreemptionCheckpoint(last),
+            *([EnvStepProgressBar()] if cfg.trainer.enable_progress_bar else []),
             *extra_callbacks,
         ],
         plugins=[AtomicCheckpointIO()],

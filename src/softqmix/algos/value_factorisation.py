@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
 from softqmix.config import AlgoConfig, Behaviour, Mixer
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
 from softqmix.data.collector import CollectStats, EpisodeCollector
-from softqmix.data.stream import ReplayStream, TrainingProgress
+from softqmix.data.stream import ReplayStream, Timing, TrainingProgress
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError, TrainingDiverged
 from softqmix.nets.agent import RNNAgent, agent_input_dim, build_agent_inputs
@@ -130,6 +131,7 @@ class ValueFactorisation(L.LightningModule):
         self.target_mixer = copy.deepcopy(self.mixer).requires_grad_(False)
 
         self.progress = TrainingProgress()
+        self.timing = Timing()
         self.epsilon = LinearSchedule(cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time)
         self.train_collector: EpisodeCollector | None = None
         self.test_collector: EpisodeCollector | None = None
@@ -203,6 +205,7 @@ class ValueFactorisation(L.LightningModule):
             on_collect=self._pending_train_stats.append,
             on_start=self._restore_resumed_state,
             should_stop=lambda: self.stop_signal is not None,
+            timing=self.timing,
         )
         return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=0)
 
@@ -302,6 +305,7 @@ class ValueFactorisation(L.LightningModule):
         # each update runs right after the collection that produced its batch, as in pymarl, and a
         # checkpoint taken after an update holds no half-consumed collection.
         batch, _, _ = next(dataloader_iter)  # StopIteration at t_max ends the epoch
+        started = time.perf_counter()
         batch = batch.to(self.device)
         losses = self.compute_losses(batch)
         total = losses["loss/td"] + losses.get("loss/policy", torch.zeros((), device=self.device))
@@ -322,6 +326,8 @@ class ValueFactorisation(L.LightningModule):
         for opt in optimizers:
             opt.step()
         self.progress.updates += 1
+        self.timing.update_seconds += time.perf_counter() - started
+        self.timing.updates += 1
         if self.progress.episodes - self.progress.last_target_sync_episode >= self.cfg.target_update_interval:
             self.sync_targets()
             self.progress.last_target_sync_episode = self.progress.episodes
@@ -363,6 +369,11 @@ class ValueFactorisation(L.LightningModule):
         }
         if self.cfg.behaviour is Behaviour.eps_greedy:
             row["train/epsilon"] = self.epsilon(self.progress.t_env)
+        timing = self.timing
+        if timing.collect_env_steps:
+            row["perf/collect_seconds_per_100_steps"] = 100 * timing.collect_seconds / timing.collect_env_steps
+        if timing.updates:
+            row["perf/seconds_per_update"] = timing.update_seconds / timing.updates
         returns = [r for s in stats for r in s.returns]
         if returns:
             row["train/return_mean"] = float(np.mean(returns))
@@ -381,6 +392,7 @@ class ValueFactorisation(L.LightningModule):
         """Greedy episodes (argmax of raw Q_i); they do not advance t_env."""
         if self.test_collector is None:
             raise RuntimeError("call attach_envs(...) before testing")
+        started = time.perf_counter()
         rounds = max(1, math.ceil(self.schedule.test_nepisode / self.test_collector.n_envs))
         returns, won = [], []
         for _ in range(rounds):
@@ -394,6 +406,7 @@ class ValueFactorisation(L.LightningModule):
             "test/episodes": float(len(returns)),
         }
         self.progress.last_test_t = self.progress.t_env
+        self.timing.test_seconds += time.perf_counter() - started
         self.test_history.append({"env_step": float(self.progress.t_env), **result})
         self.log_env_metrics(result)
         return result

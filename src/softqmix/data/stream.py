@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -10,6 +11,17 @@ from torch.utils.data import IterableDataset
 
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
 from softqmix.data.collector import Actor, CollectStats, EpisodeCollector
+
+
+@dataclass
+class Timing:
+    """Wall seconds spent per part of the loop; benchmarks and the perf/ metrics read them."""
+
+    collect_seconds: float = 0.0
+    collect_env_steps: int = 0
+    update_seconds: float = 0.0
+    updates: int = 0
+    test_seconds: float = 0.0
 
 
 @dataclass
@@ -52,6 +64,7 @@ class ReplayStream(IterableDataset):
         on_start: Callable[[], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         generator: torch.Generator | None = None,
+        timing: Timing | None = None,
     ) -> None:
         super().__init__()
         self.collector, self.buffer, self.actor = collector, buffer, actor
@@ -60,13 +73,17 @@ class ReplayStream(IterableDataset):
         self.on_collect, self.on_start = on_collect, on_start
         self.should_stop = should_stop or (lambda: False)
         self.generator = generator
+        self.timing = timing or Timing()
 
     def __iter__(self) -> Iterator[EpisodeBatch]:
         if self.on_start is not None:
             self.on_start()
         while self.progress.t_env < self.t_max and not self.should_stop():
+            started = time.perf_counter()
             episodes, stats = self.collector.collect(self.actor, explore=True)
             self.buffer.insert(episodes)
+            self.timing.collect_seconds += time.perf_counter() - started
+            self.timing.collect_env_steps += stats.env_steps
             self.progress.t_env += stats.env_steps
             self.progress.episodes += len(stats.returns)
             if self.on_collect is not None:

@@ -1,0 +1,56 @@
+"""Short real runs on MPE Spread: outputs, evaluation from the checkpoint, rendering."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from softqmix.train import REPO_ROOT, train
+
+SHORT = [
+    "env=mpe/spread_simple",
+    "t_max=2500",
+    "test_interval=1000",
+    "test_nepisode=4",
+    "log_interval=500",
+    "algo.batch_size=16",
+    "algo.buffer_size=200",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def test_short_mpe_run_then_evaluate_and_render(compose_train, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    summary = train(compose_train(SHORT), run_dir)
+    assert summary["env_steps"] == 2500 and summary["episodes"] == 100 and summary["updates"] > 0
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    tests = [r for r in rows if r.get("test/return_mean")]
+    assert [float(r["env_step"]) for r in tests] == [0.0, 1000.0, 2000.0, 2500.0]
+    assert all(float(r["test/return_mean"]) < 0 for r in tests)  # Spread rewards are negative distances
+
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py", f"run={run_dir}", "test_nepisode=8", "render=true"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((run_dir / "eval.json").read_text())
+    assert report["test/episodes"] == 8 and report["checkpoint_env_step"] == 2500
+    assert report["gif_frames"] == 26  # the first frame plus 25 steps
+    gif = Image.open(run_dir / "episode.gif")
+    assert gif.size == (700, 700) and gif.n_frames > 1  # (PIL merges identical consecutive frames)
+
+
+def test_evaluate_without_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py", f"run={tmp_path}"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and "expected config.yaml" in proc.stderr and "Traceback" not in proc.stderr
