@@ -54,3 +54,12 @@ def test_evaluate_without_checkpoint_is_a_one_line_error(tmp_path: Path) -> None
         [sys.executable, "evaluate.py", f"run={tmp_path}"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2 and "expected config.yaml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_worker_envs_with_overlapped_learning_complete_the_run(compose_train, tmp_path: Path) -> None:
+    summary = train(
+        compose_train([*SHORT, "pool.mode=workers", "pool.overlap_learning=true", "checkpoint.interval=1000"]),
+        tmp_path,
+    )
+    assert summary["status"] == "completed" and summary["env_steps"] == 2500 and summary["updates"] > 0
+    assert summary["final_test_return"] < 0

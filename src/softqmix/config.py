@@ -117,6 +117,7 @@ class PoolConfig:
     mode: str = "inprocess"  # inprocess | workers (one process per env)
     start_method: str = "fork"  # multiprocessing start method for workers
     max_restarts: int = 3  # dead workers restarted per run before giving up
+    overlap_learning: bool = False  # collect the next round in a thread while the learner trains (faster, not exact)
 
 
 class LoggerKind(str, Enum):

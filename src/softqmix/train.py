@@ -97,14 +97,25 @@ def train(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback] | No
         name=name,
     )
     collector = EpisodeCollector(pool, seed=cfg.seed, name=name)
+    test_collector = None
+    if cfg.pool.overlap_learning:  # the collection thread owns the training envs; tests get their own
+        test_pool = EnvPool(env_factory(cfg.env), cfg.batch_size_run, mode="inprocess", name=name)
+        test_collector = EpisodeCollector(test_pool, seed=cfg.seed + 100_000, name=name)
     try:
-        return _fit(cfg, run_dir, ckpt, collector, extra_callbacks or [])
-    finally:
-        collector.close()  # also on errors and signals: env processes (e.g. StarCraft II) must not outlive us
+        return _fit(cfg, run_dir, ckpt, collector, test_collector, extra_callbacks or [])
+    finally:  # also on errors and signals: env processes (e.g. StarCraft II) must not outlive us
+        collector.close()
+        if test_collector is not None:
+            test_collector.close()
 
 
 def _fit(
-    cfg: DictConfig, run_dir: Path, ckpt: Path | None, collector: EpisodeCollector, extra_callbacks: list[L.Callback]
+    cfg: DictConfig,
+    run_dir: Path,
+    ckpt: Path | None,
+    collector: EpisodeCollector,
+    test_collector: EpisodeCollector | None,
+    extra_callbacks: list[L.Callback],
 ) -> dict[str, Any]:
     info = collector.info
     schedule = RunSchedule(
@@ -115,7 +126,7 @@ def _fit(
         log_interval=cfg.log_interval,
     )
     module = ValueFactorisation(cfg.algo, info, cfg.env.obs_last_action, schedule)
-    module.attach_envs(collector)
+    module.attach_envs(collector, test_collector, overlap_seed=cfg.seed + 1 if test_collector is not None else None)
     module.configure_checkpointing(checkpoint_path(run_dir).parent, cfg.checkpoint.save_buffer)
     resume_step = None
     if ckpt is not None:

@@ -20,19 +20,24 @@ def greedy_actions(values: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
     return masked_logits(values, avail).argmax(dim=-1)
 
 
-def sample_softmax(logits: torch.Tensor, avail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_softmax(
+    logits: torch.Tensor, avail: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample a ~ softmax(logits) over available actions; returns (actions, log-probs of all actions)."""
     log_probs = torch.log_softmax(masked_logits(logits, avail), dim=-1)
     flat = log_probs.reshape(-1, log_probs.shape[-1]).exp()
-    actions = torch.multinomial(flat, 1).view(log_probs.shape[:-1])
+    actions = torch.multinomial(flat, 1, generator=generator).view(log_probs.shape[:-1])
     return actions, log_probs
 
 
-def epsilon_greedy(values: torch.Tensor, avail: torch.Tensor, epsilon: float) -> torch.Tensor:
+def epsilon_greedy(
+    values: torch.Tensor, avail: torch.Tensor, epsilon: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """With probability epsilon a uniformly random available action, else the greedy one."""
     greedy = greedy_actions(values, avail)
-    random = torch.multinomial(avail.reshape(-1, avail.shape[-1]).clamp(min=0), 1).view(greedy.shape)
-    explore = torch.rand(greedy.shape, device=values.device) < epsilon
+    random = torch.multinomial(avail.reshape(-1, avail.shape[-1]).clamp(min=0), 1, generator=generator)
+    random = random.view(greedy.shape)
+    explore = torch.rand(greedy.shape, device=values.device, generator=generator) < epsilon
     return torch.where(explore, random, greedy)
 
 

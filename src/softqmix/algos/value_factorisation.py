@@ -24,10 +24,10 @@ from torch import nn
 from softqmix import checkpointing
 from softqmix.algos.action_selection import (
     LinearSchedule,
-    epsilon_greedy,
     greedy_actions,
     sample_softmax,
 )
+from softqmix.algos.behaviour import BehaviourPolicy
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
 from softqmix.config import AlgoConfig, Behaviour, Mixer
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
@@ -35,7 +35,7 @@ from softqmix.data.collector import CollectStats, EpisodeCollector
 from softqmix.data.stream import ReplayStream, Timing, TrainingProgress
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError, TrainingDiverged
-from softqmix.nets.agent import RNNAgent, agent_input_dim, build_agent_inputs
+from softqmix.nets.agent import RNNAgent, agent_input_dim
 from softqmix.nets.mixers import make_mixer
 from softqmix.nets.transforms import AffineF, IdentityTransform, MonotoneG
 
@@ -132,6 +132,17 @@ class ValueFactorisation(L.LightningModule):
 
         self.progress = TrainingProgress()
         self.timing = Timing()
+        self.behaviour = BehaviourPolicy(
+            self.agent,
+            self.g,
+            self.f,
+            cfg,
+            obs_last_action,
+            info.n_actions,
+            n,
+            lambda: self.epsilon(self.progress.t_env),
+        )
+        self._collection_actor: BehaviourPolicy | None = None  # set when collection overlaps learning
         self.epsilon = LinearSchedule(cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time)
         self.train_collector: EpisodeCollector | None = None
         self.test_collector: EpisodeCollector | None = None
@@ -146,26 +157,16 @@ class ValueFactorisation(L.LightningModule):
         self._buffer_stamp_to_load: int | None = None
 
     # ------------------------------------------------------------------ acting
-    @property
-    def behaviour_alpha(self) -> float:
-        return self.cfg.behaviour_alpha if self.cfg.behaviour_alpha is not None else self.cfg.alpha
-
     def initial_hidden(self, n_envs: int) -> torch.Tensor:
-        return self.agent.initial_hidden(n_envs * self.env_info.n_agents, device=self.device)
+        return self.behaviour.initial_hidden(n_envs)
 
     def _inputs(self, obs: torch.Tensor, last_actions: torch.Tensor) -> torch.Tensor:
-        return build_agent_inputs(
-            obs,
-            last_actions if self.obs_last_action else None,
-            self.env_info.n_actions,
-            self.cfg.obs_agent_id,
-        )
+        return self.behaviour.inputs(obs, last_actions)
 
     def policy_logits(self, q: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """Training-policy logits f(g(Q_i; s); s) / alpha for each agent and action."""
-        return self.f(self.g(q, state), state) / self.behaviour_alpha
+        return self.behaviour.logits(q, state)
 
-    @torch.no_grad()
     def act(
         self,
         obs: torch.Tensor,
@@ -175,20 +176,23 @@ class ValueFactorisation(L.LightningModule):
         hidden: torch.Tensor,
         explore: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step for E envs: obs [E,n,o], state [E,S], avail [E,n,A] -> actions [E,n]."""
-        obs, state, avail = obs.to(self.device), state.to(self.device), avail.to(self.device)
-        q, hidden = self.agent.step(self._inputs(obs, last_actions.to(self.device)), hidden)
-        if not explore:
-            return greedy_actions(q, avail), hidden
-        if self.cfg.behaviour is Behaviour.eps_greedy:
-            return epsilon_greedy(q, avail, self.epsilon(self.progress.t_env)), hidden
-        actions, _ = sample_softmax(self.policy_logits(q, state), avail)
-        return actions, hidden
+        """One step for E envs with the online nets: obs [E,n,o], state [E,S], avail [E,n,A] -> actions [E,n]."""
+        return self.behaviour.act(obs, state, avail, last_actions, hidden, explore)
 
     # ------------------------------------------------------------------ data
-    def attach_envs(self, train: EpisodeCollector, test: EpisodeCollector | None = None) -> None:
-        """Give the module its envs; kept out of __init__ so checkpoints load without envs."""
+    def attach_envs(
+        self, train: EpisodeCollector, test: EpisodeCollector | None = None, overlap_seed: int | None = None
+    ) -> None:
+        """Give the module its envs; kept out of __init__ so checkpoints load without envs.
+
+        With `overlap_seed` set, collection runs in a background thread with its own copy of the
+        acting nets (and RNG seeded with it); `test` must then be a separate collector.
+        """
+        if overlap_seed is not None and (test is None or test is train):
+            raise ValueError("overlapping collection needs a separate test collector")
         self.train_collector, self.test_collector = train, test or train
+        if overlap_seed is not None:
+            self._collection_actor = self.behaviour.detached_copy(overlap_seed)
         self.buffer = EpisodeBuffer(self.cfg.buffer_size, self.env_info)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
@@ -206,6 +210,7 @@ class ValueFactorisation(L.LightningModule):
             on_start=self._restore_resumed_state,
             should_stop=lambda: self.stop_signal is not None,
             timing=self.timing,
+            collection_actor=self._collection_actor,
         )
         return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=0)
 
@@ -326,6 +331,8 @@ class ValueFactorisation(L.LightningModule):
         for opt in optimizers:
             opt.step()
         self.progress.updates += 1
+        if self._collection_actor is not None:
+            self._collection_actor.refresh_from(self.behaviour)
         self.timing.update_seconds += time.perf_counter() - started
         self.timing.updates += 1
         if self.progress.episodes - self.progress.last_target_sync_episode >= self.cfg.target_update_interval:

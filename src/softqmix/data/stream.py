@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -49,6 +52,12 @@ class ReplayStream(IterableDataset):
 
     Iteration ends when `progress.t_env` reaches `t_max`, which ends Lightning's single epoch:
     the run's length is set in env steps, never in optimizer steps.
+
+    Serial (default, pymarl's order): collect, then update on a batch that includes the new
+    episodes, then collect with the updated weights. With `collection_actor` given, a
+    background thread collects the next round with that actor (a copy of the nets refreshed
+    after every update, so at most one update behind) while the learner trains: collection
+    and learning overlap, at the price of a one-update policy lag and of exact reproducibility.
     """
 
     def __init__(
@@ -65,6 +74,7 @@ class ReplayStream(IterableDataset):
         should_stop: Callable[[], bool] | None = None,
         generator: torch.Generator | None = None,
         timing: Timing | None = None,
+        collection_actor: Actor | None = None,
     ) -> None:
         super().__init__()
         self.collector, self.buffer, self.actor = collector, buffer, actor
@@ -74,15 +84,67 @@ class ReplayStream(IterableDataset):
         self.should_stop = should_stop or (lambda: False)
         self.generator = generator
         self.timing = timing or Timing()
+        self.collection_actor = collection_actor
+
+    def _collect(self, actor: Actor) -> tuple[EpisodeBatch, CollectStats, float]:
+        started = time.perf_counter()
+        episodes, stats = self.collector.collect(actor, explore=True)
+        return episodes, stats, time.perf_counter() - started
+
+    def _serial_rounds(self) -> Iterator[tuple[EpisodeBatch, CollectStats, float]]:
+        while self.progress.t_env < self.t_max and not self.should_stop():
+            yield self._collect(self.actor)
+
+    def _overlapped_rounds(self, actor: Actor) -> Iterator[tuple[EpisodeBatch, CollectStats, float]]:
+        ready: queue.Queue[tuple[EpisodeBatch, CollectStats, float] | None] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def offer(item: tuple[EpisodeBatch, CollectStats, float] | None) -> None:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.05)
+                    return
+                except queue.Full:
+                    continue
+
+        def produce() -> None:
+            steps = self.progress.t_env
+            try:
+                while steps < self.t_max and not stop.is_set():
+                    item = self._collect(actor)
+                    steps += item[1].env_steps
+                    offer(item)
+            except BaseException as exc:  # handed to the learner thread, which re-raises it
+                errors.append(exc)
+            finally:
+                offer(None)
+
+        thread = threading.Thread(target=produce, name="softqmix-collector", daemon=True)
+        thread.start()
+        try:
+            while (item := ready.get()) is not None:
+                yield item
+                if self.should_stop():
+                    break
+        finally:
+            stop.set()
+            while thread.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    ready.get(timeout=0.05)
+            thread.join()
+        if errors:
+            raise errors[0]
 
     def __iter__(self) -> Iterator[EpisodeBatch]:
         if self.on_start is not None:
             self.on_start()
-        while self.progress.t_env < self.t_max and not self.should_stop():
-            started = time.perf_counter()
-            episodes, stats = self.collector.collect(self.actor, explore=True)
+        rounds = (
+            self._serial_rounds() if self.collection_actor is None else self._overlapped_rounds(self.collection_actor)
+        )
+        for episodes, stats, seconds in rounds:
             self.buffer.insert(episodes)
-            self.timing.collect_seconds += time.perf_counter() - started
+            self.timing.collect_seconds += seconds
             self.timing.collect_env_steps += stats.env_steps
             self.progress.t_env += stats.env_steps
             self.progress.episodes += len(stats.returns)
