@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -85,6 +86,9 @@ class EnvPool:
             raise ValueError(f"pool.mode must be 'inprocess' or 'workers', got '{mode}'")
         self.factory, self.n_envs, self.mode, self.name = factory, n_envs, mode, name
         self.max_restarts, self.restarts = max_restarts, 0
+        # One conversation with the workers at a time: with overlapped learning the collection
+        # thread steps the pool while the learner thread may ask for RNG states (checkpoints).
+        self._lock = threading.RLock()
         self._envs: list[MultiAgentEnv] = []
         self._workers: list[_Worker] = []
         if mode == "inprocess":
@@ -148,71 +152,76 @@ class EnvPool:
     # -------------------------------------------------------------- public API
     def reset(self, seeds: Sequence[int | None]) -> list[Observation]:
         """Reset every env (seed None continues the env's own RNG stream)."""
-        if self.mode == "inprocess":
-            return [env.reset(seed=seed) for env, seed in zip(self._envs, seeds, strict=True)]
-        out: list[Observation] = []
-        for i, seed in enumerate(seeds):
-            while True:
-                try:
-                    out.append(self._call(i, "reset", seed))
-                    break
-                except WorkerDied as exc:
-                    self._restart(i, str(exc) or "no reply")
-        return out
+        with self._lock:
+            if self.mode == "inprocess":
+                return [env.reset(seed=seed) for env, seed in zip(self._envs, seeds, strict=True)]
+            out: list[Observation] = []
+            for i, seed in enumerate(seeds):
+                while True:
+                    try:
+                        out.append(self._call(i, "reset", seed))
+                        break
+                    except WorkerDied as exc:
+                        self._restart(i, str(exc) or "no reply")
+            return out
 
     def step(self, indices: Sequence[int], actions: np.ndarray) -> list[StepResult | None]:
         """Step the envs named by `indices` with `actions[k]` for env indices[k].
 
         None in the result marks an env whose worker died during the step: its episode is lost.
         """
-        if self.mode == "inprocess":
-            return [self._envs[i].step(a) for i, a in zip(indices, actions, strict=True)]
-        sent: list[int] = []
-        results: list[StepResult | None] = [None] * len(indices)
-        dead: set[int] = set()
-        for k, i in enumerate(indices):
-            try:
-                self._send(i, "step", actions[k])
-                sent.append(k)
-            except WorkerDied:
-                dead.add(k)
-        for k in sent:
-            try:
-                results[k] = self._receive(indices[k])
-            except WorkerDied:
-                dead.add(k)
-        for k in sorted(dead):
-            self._restart(indices[k], "died during step")
-        return results
+        with self._lock:
+            if self.mode == "inprocess":
+                return [self._envs[i].step(a) for i, a in zip(indices, actions, strict=True)]
+            sent: list[int] = []
+            results: list[StepResult | None] = [None] * len(indices)
+            dead: set[int] = set()
+            for k, i in enumerate(indices):
+                try:
+                    self._send(i, "step", actions[k])
+                    sent.append(k)
+                except WorkerDied:
+                    dead.add(k)
+            for k in sent:
+                try:
+                    results[k] = self._receive(indices[k])
+                except WorkerDied:
+                    dead.add(k)
+            for k in sorted(dead):
+                self._restart(indices[k], "died during step")
+            return results
 
     def rng_states(self) -> list[Any]:
-        if self.mode == "inprocess":
-            return [env.get_rng_state() if hasattr(env, "get_rng_state") else None for env in self._envs]
-        return [self._call(i, "get_rng", None) for i in range(self.n_envs)]
+        with self._lock:
+            if self.mode == "inprocess":
+                return [env.get_rng_state() if hasattr(env, "get_rng_state") else None for env in self._envs]
+            return [self._call(i, "get_rng", None) for i in range(self.n_envs)]
 
     def set_rng_states(self, states: Sequence[Any]) -> None:
-        for i, state in enumerate(states):
-            if state is None:
-                continue
-            if self.mode == "inprocess":
-                self._envs[i].set_rng_state(state)  # type: ignore[attr-defined]
-            else:
-                self._call(i, "set_rng", state)
+        with self._lock:
+            for i, state in enumerate(states):
+                if state is None:
+                    continue
+                if self.mode == "inprocess":
+                    self._envs[i].set_rng_state(state)  # type: ignore[attr-defined]
+                else:
+                    self._call(i, "set_rng", state)
 
     def worker_pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process.pid is not None]
 
     def close(self) -> None:
-        for env in self._envs:
-            env.close()
-        for worker in self._workers:
-            try:
-                worker.conn.send(("close", None))
-                worker.conn.recv()
-            except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
-                pass
-            worker.process.join(timeout=5)
-            if worker.process.is_alive():
-                worker.process.kill()
-        self._workers = []
-        self._envs = []
+        with self._lock:
+            for env in self._envs:
+                env.close()
+            for worker in self._workers:
+                try:
+                    worker.conn.send(("close", None))
+                    worker.conn.recv()
+                except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
+                    pass
+                worker.process.join(timeout=5)
+                if worker.process.is_alive():
+                    worker.process.kill()
+            self._workers = []
+            self._envs = []
