@@ -222,10 +222,11 @@ class ValueFactorisation(L.LightningModule):
             opts.append(torch.optim.Adam(self.f.parameters(), lr=self.cfg.policy_lr, eps=self.cfg.adam_eps))
         return opts
 
-    def _unroll(self, agent: RNNAgent, batch: EpisodeBatch) -> torch.Tensor:
+    def _agent_inputs(self, batch: EpisodeBatch) -> torch.Tensor:
+        """Agent-net inputs for every step of the batch, shared by the online and target unrolls."""
         first = torch.full_like(batch.actions[:, :1], -1)
         last_actions = torch.cat([first, batch.actions], dim=1)
-        return agent.unroll(self._inputs(batch.obs, last_actions))
+        return self._inputs(batch.obs, last_actions)
 
     def compute_losses(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
         """All losses and diagnostics of one update; pure given the batch and the RNG."""
@@ -234,13 +235,14 @@ class ValueFactorisation(L.LightningModule):
         mask[:, 1:] = mask[:, 1:] * (1 - batch.terminated[:, :-1])
         state, avail = batch.state, batch.avail
 
-        q = self._unroll(self.agent, batch)  # [B, T+1, n, A]
+        inputs = self._agent_inputs(batch)
+        q = self.agent.unroll(inputs)  # [B, T+1, n, A]
         g_all = self.g(q, state)
         g_taken = g_all[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)  # [B, T, n]
         q_tot = self.mixer(g_taken, state[:, :-1])  # [B, T] or [B, T, n]
 
         with torch.no_grad():
-            target_g = self.target_g(self._unroll(self.target_agent, batch), state)
+            target_g = self.target_g(self.target_agent.unroll(inputs), state)
             if cfg.soft_target:
                 logits = self.f(g_all.detach(), state) / cfg.alpha
                 next_actions, log_probs = sample_softmax(logits, avail)
