@@ -10,7 +10,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGUSR2 is what submitit (hydra-submitit-launcher) receives before a Slurm time limit or preemption.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 def exit_code_for(signum: int) -> int:
@@ -70,6 +71,15 @@ class PreemptionCheckpoint(L.Callback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+def redeliver(signum: int) -> None:
+    """After the checkpoint: give the signal to whoever handled it before this run (e.g. submitit,
+    which then requeues the job); with no Python handler there, exit with 128 + signum."""
+    handler = signal.getsignal(signum)
+    if callable(handler) and handler is not signal.default_int_handler:
+        signal.raise_signal(signum)
+    raise SystemExit(exit_code_for(signum))
 
 
 class PeriodicCheckpoint(L.Callback):

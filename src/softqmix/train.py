@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from softqmix.algos.value_factorisation import RunSchedule, ValueFactorisation
@@ -27,7 +28,7 @@ from softqmix.eval.matrix_report import format_matrix_report, matrix_game_report
 from softqmix.eval.progress import EnvStepProgressBar
 from softqmix.eval.schedule import GreedyEvaluation
 from softqmix.outputs import build_loggers, git_commit, package_versions, write_json
-from softqmix.preemption import PeriodicCheckpoint, PreemptionCheckpoint, exit_code_for
+from softqmix.preemption import PeriodicCheckpoint, PreemptionCheckpoint, redeliver
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"
@@ -145,7 +146,9 @@ def _fit(
             *([EnvStepProgressBar()] if cfg.trainer.enable_progress_bar else []),
             *extra_callbacks,
         ],
-        plugins=[AtomicCheckpointIO()],
+        # Under Slurm, Lightning's own SIGUSR1 auto-requeue is off: preemption is handled here
+        # (checkpoint at a consistent point, then the launcher requeues; docs/reliability.md).
+        plugins=[AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else [])],
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=cfg.trainer.enable_progress_bar,
@@ -235,6 +238,5 @@ def main(cfg: DictConfig) -> float | None:
             f"checkpoint saved, resume with: python train.py resume={run_dir}",
             file=sys.stderr,
         )
-        if not multirun:
-            sys.exit(exit_code_for(summary["stop_signal"]))
+        redeliver(summary["stop_signal"])
     return summary["final_test_return"]
