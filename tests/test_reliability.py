@@ -232,3 +232,17 @@ def test_a_failing_run_does_not_kill_its_multirun(tmp_path: Path) -> None:
     failed, ok = sorted(tmp_path.glob("*_s0"))
     assert "exceeds algo.buffer_size" in (failed / "failed.json").read_text()
     assert (ok / "summary.json").exists()
+
+
+def test_after_checkpointing_the_signal_goes_to_the_previous_handler() -> None:
+    from softqmix.preemption import redeliver
+
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: seen.append(signum))
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            redeliver(signal.SIGUSR2)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert seen == [signal.SIGUSR2]  # e.g. submitit requeues the Slurm job here
+    assert exit_info.value.code == 128 + signal.SIGUSR2
