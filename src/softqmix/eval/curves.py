@@ -1,0 +1,54 @@
+"""Test-return curves from run directories: `python -m softqmix.eval.curves <run dirs> --out fig.png`."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: files only
+import matplotlib.pyplot as plt
+
+
+def test_curve(run_dir: Path, column: str = "test/return_mean") -> tuple[list[float], list[float]]:
+    """(env steps, values) of every row of metrics.csv that has `column`."""
+    steps, values = [], []
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get(column):
+                steps.append(float(row["env_step"]))
+                values.append(float(row[column]))
+    return steps, values
+
+
+def plot_runs(runs: dict[str, Path], out: Path, title: str, column: str = "test/return_mean") -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for label, run_dir in runs.items():
+        steps, values = test_curve(run_dir, column)
+        ax.plot(steps, values, label=label, linewidth=1.4)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel(column)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR pairs")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--title", default="")
+    parser.add_argument("--column", default="test/return_mean")
+    args = parser.parse_args(argv)
+    runs = dict(item.split("=", 1) for item in args.runs)
+    plot_runs({k: Path(v) for k, v in runs.items()}, args.out, args.title, args.column)
+
+
+if __name__ == "__main__":
+    main()
