@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt
 
 
-def test_curve(run_dir: Path, column: str = "test/return_mean") -> tuple[list[float], list[float]]:
+def read_test_curve(run_dir: Path, column: str = "test/return_mean") -> tuple[list[float], list[float]]:
     """(env steps, values) of every row of metrics.csv that has `column`."""
     steps, values = [], []
     with open(run_dir / "metrics.csv", newline="") as handle:
@@ -26,7 +26,7 @@ def test_curve(run_dir: Path, column: str = "test/return_mean") -> tuple[list[fl
 def plot_runs(runs: dict[str, Path], out: Path, title: str, column: str = "test/return_mean") -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for label, run_dir in runs.items():
-        steps, values = test_curve(run_dir, column)
+        steps, values = read_test_curve(run_dir, column)
         ax.plot(steps, values, label=label, linewidth=1.4)
     ax.set_xlabel("env steps")
     ax.set_ylabel(column)
