@@ -246,3 +246,19 @@ def test_after_checkpointing_the_signal_goes_to_the_previous_handler() -> None:
         signal.signal(signal.SIGUSR2, previous)
     assert seen == [signal.SIGUSR2]  # e.g. submitit requeues the Slurm job here
     assert exit_info.value.code == 128 + signal.SIGUSR2
+
+
+class _ReadMetricsAt(L.Callback):
+    def __init__(self, t_env: int, path: Path) -> None:
+        self.t_env, self.path, self.rows_seen = t_env, path, None
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:  # type: ignore[no-untyped-def]
+        if self.rows_seen is None and pl_module.progress.t_env >= self.t_env:
+            self.rows_seen = _rows(self.path.parent)
+
+
+def test_metrics_reach_the_disk_while_the_run_is_going(compose_train, tmp_path: Path) -> None:
+    reader = _ReadMetricsAt(700, tmp_path / "metrics.csv")
+    train(compose_train(SMALL), tmp_path, extra_callbacks=[reader])
+    logged = [float(r["env_step"]) for r in reader.rows_seen]
+    assert 600.0 in logged and max(logged) <= 700.0  # rows up to now are on disk, not buffered

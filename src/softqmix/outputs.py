@@ -63,6 +63,13 @@ class ContinuingCSVLogger(CSVLogger):
         super().__init__(save_dir=str(save_dir), name="", version="")
         self._keep_until_step = keep_until_step
 
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Write every row through to disk: rows come once per log or test interval, and a crash or
+        a user watching the file should see them (the stock logger flushes on step % 100 == 99,
+        which env-step x-axes rarely hit)."""
+        super().log_metrics(metrics, step)
+        self.save()
+
     @property
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
