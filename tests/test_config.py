@@ -67,7 +67,7 @@ def test_typo_in_a_yaml_file_names_the_key(compose_train, tmp_path: Path) -> Non
 def test_every_algo_and_ablation_composes(compose_train) -> None:
     for algo in ["soft_qmix", "qmix", "vdn", "iql"]:
         assert compose_train([f"algo={algo}"]).algo.name == algo
-    for ablation in ["full", "qmix", "entropy", "function_f", "release"]:
+    for ablation in ["full", "qmix", "entropy", "function_f", "release", "no_abs"]:
         assert compose_train([f"ablation={ablation}"]).algo.variant == ablation
 
 

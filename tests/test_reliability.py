@@ -196,7 +196,7 @@ def _cli(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
     [
         (["algo=qmx"], "valid options: iql, qmix, soft_qmix, vdn"),
         (["env=matrix/nope"], "unknown env 'matrix/nope'; valid options: matrix/nonmonotonic"),
-        (["ablation=entropi"], "valid options: entropy, full, function_f, qmix, release"),
+        (["ablation=entropi"], "valid options: entropy, full, function_f, no_abs, qmix, release"),
         (["algo.td_lamda=0.3"], "td_lamda"),
         (["algo.gamma=high"], "gamma"),
         (["env.payoff=[[1,2,3],[4,5,6]]"], "square"),
