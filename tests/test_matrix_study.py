@@ -36,8 +36,9 @@ def test_table_groups_by_variant_and_alpha(tmp_path: Path) -> None:
     _write_run(tmp_path, "a", {**soft, "alpha": 0.03}, _summary([0, 0], 8.0))
     _write_run(tmp_path, "b", {**soft, "alpha": 0.03}, _summary([1, 1], 0.0))
     _write_run(tmp_path, "c", {**soft, "alpha": 0.1}, _summary([0, 0], 8.1))
+    _write_run(tmp_path, "e", {**soft, "alpha": 0.1}, _summary([0, 0], 5.0))  # greedy right, value wrong
     _write_run(tmp_path, "d", qmix, _summary([2, 1], 0.0))
     rows = success_table(collect_runs([tmp_path]))
-    by_key = {(r["algo"], r["alpha"]): (r["successes"], r["runs"]) for r in rows}
-    assert by_key == {("qmix", None): (0, 1), ("soft_qmix", 0.03): (1, 2), ("soft_qmix", 0.1): (1, 1)}
-    assert "| soft_qmix | release | 0.03 | 1/2 | 50% |" in to_markdown(rows)
+    by_key = {(r["algo"], r["alpha"]): (r["greedy_optimal"], r["successes"], r["runs"]) for r in rows}
+    assert by_key == {("qmix", None): (0, 0, 1), ("soft_qmix", 0.03): (1, 1, 2), ("soft_qmix", 0.1): (2, 1, 2)}
+    assert "| soft_qmix | release | 0.03 | 1/2 | 1/2 | 50% |" in to_markdown(rows)

@@ -15,16 +15,21 @@ from typing import Any
 import yaml
 
 
+def optimal_joint_action(payoff: list[list[float]]) -> tuple[int, int]:
+    flat = [v for row in payoff for v in row]
+    return divmod(max(range(len(flat)), key=flat.__getitem__), len(payoff))
+
+
+def greedy_is_optimal(summary: dict[str, Any], payoff: list[list[float]]) -> bool:
+    return tuple(summary["matrix_game"]["greedy_actions"]) == optimal_joint_action(payoff)
+
+
 def run_success(summary: dict[str, Any], payoff: list[list[float]], tolerance: float = 1.0) -> bool:
     """Greedy joint action = argmax payoff, and |Q_tot there - payoff there| <= tolerance."""
-    flat = [v for row in payoff for v in row]
-    best = max(range(len(flat)), key=flat.__getitem__)
-    target = divmod(best, len(payoff))
-    report = summary["matrix_game"]
-    greedy = tuple(report["greedy_actions"])
-    if greedy != target:
+    if not greedy_is_optimal(summary, payoff):
         return False
-    return abs(report["q_tot"][target[0]][target[1]] - payoff[target[0]][target[1]]) <= tolerance
+    a1, a2 = optimal_joint_action(payoff)
+    return abs(summary["matrix_game"]["q_tot"][a1][a2] - payoff[a1][a2]) <= tolerance
 
 
 def collect_runs(roots: list[Path]) -> list[dict[str, Any]]:
@@ -39,33 +44,40 @@ def collect_runs(roots: list[Path]) -> list[dict[str, Any]]:
 
 def success_table(runs: list[dict[str, Any]], tolerance: float = 1.0) -> list[dict[str, Any]]:
     """One row per (algo, variant, alpha): successes / seeds."""
-    groups: dict[tuple[str, str, float | None], list[bool]] = defaultdict(list)
+    groups: dict[tuple[str, str, float | None], list[tuple[bool, bool]]] = defaultdict(list)
     for run in runs:
         algo = run["cfg"]["algo"]
         soft = algo["soft_target"] or algo["behaviour"] == "softmax"
         key = (algo["name"], algo["variant"], algo["alpha"] if soft else None)
-        groups[key].append(run_success(run["summary"], run["cfg"]["env"]["payoff"], tolerance))
+        payoff = run["cfg"]["env"]["payoff"]
+        groups[key].append((greedy_is_optimal(run["summary"], payoff), run_success(run["summary"], payoff, tolerance)))
     rows = []
     for (name, variant, alpha), results in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
+        successes = sum(ok for _, ok in results)
         rows.append(
             {
                 "algo": name,
                 "variant": variant,
                 "alpha": alpha,
-                "successes": sum(results),
+                "greedy_optimal": sum(g for g, _ in results),
+                "successes": successes,
                 "runs": len(results),
-                "rate": sum(results) / len(results),
+                "rate": successes / len(results),
             }
         )
     return rows
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| algo | variant | alpha | success | rate |", "|---|---|---|---|---|"]
+    lines = [
+        "| algo | variant | alpha | greedy (A, A) | success | rate |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         alpha = "–" if r["alpha"] is None else f"{r['alpha']:g}"
         lines.append(
-            f"| {r['algo']} | {r['variant']} | {alpha} | {r['successes']}/{r['runs']} | {100 * r['rate']:.0f}% |"
+            f"| {r['algo']} | {r['variant']} | {alpha} | {r['greedy_optimal']}/{r['runs']} "
+            f"| {r['successes']}/{r['runs']} | {100 * r['rate']:.0f}% |"
         )
     return "\n".join(lines)
 
