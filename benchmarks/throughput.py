@@ -63,7 +63,8 @@ def run(algo: str, batch_size: int, mode: str, steps: int, warmup: int, out_dir:
         "test_nepisode=4",
         f"log_interval={warmup + steps}",
         "batch_size_run=4",
-        f"pool.mode={mode}",
+        f"pool.mode={mode.split('+')[0]}",
+        f"pool.overlap_learning={'+overlap' in mode}",
         "trainer.enable_progress_bar=false",
         "checkpoint.interval=0",
         "print_report=false",
@@ -72,7 +73,7 @@ def run(algo: str, batch_size: int, mode: str, steps: int, warmup: int, out_dir:
         cfg = compose(config_name="train", overrides=overrides)
     clock = _Clock(warmup)
     started = time.perf_counter()
-    summary = train(cfg, out_dir / f"{algo}_b{batch_size}_{mode}", extra_callbacks=[clock])
+    summary = train(cfg, out_dir / f"{algo}_b{batch_size}_{mode.replace('+', '_')}", extra_callbacks=[clock])
     total = time.perf_counter() - started
     end = time.perf_counter()
     mark, module = clock.mark, clock.module
@@ -102,7 +103,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", default=["qmix", "soft_qmix"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 128])
-    parser.add_argument("--modes", nargs="+", default=["inprocess", "workers"])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["inprocess", "workers", "inprocess+overlap", "workers+overlap"],
+        help="pool.mode, with +overlap for pool.overlap_learning=true",
+    )
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=4_000, help="env steps before timing (buffer >= batch)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/throughput.json"))

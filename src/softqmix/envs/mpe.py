@@ -40,6 +40,7 @@ class MPESpreadEnv:
     ) -> None:
         try:
             from mpe2 import simple_spread_v3
+            from pettingzoo.utils.conversions import aec_to_parallel
         except ImportError as exc:  # pragma: no cover - mpe2 is a core dependency
             raise ConfigError("env family 'mpe' needs the mpe2 package: pip install mpe2") from exc
         if reward not in REWARDS:
@@ -49,12 +50,17 @@ class MPESpreadEnv:
         self.n_agents, self.scale, self.landmark_scale = n_agents, scale, landmark_scale
         self.episode_limit, self.reward_kind = episode_limit, reward
         self.time_limit_is_termination = time_limit_is_termination
-        self._env = simple_spread_v3.parallel_env(
-            N=n_agents,
-            local_ratio=local_ratio,
-            max_cycles=episode_limit,
-            continuous_actions=False,
-            render_mode=render_mode,
+        # PettingZoo's parallel API over mpe2's raw env: `parallel_env()` adds two AEC wrappers that
+        # only police the call order and the action range (this adapter sends valid integer actions
+        # in order) and cost 40% of the step time.
+        self._env = aec_to_parallel(
+            simple_spread_v3.raw_env(
+                N=n_agents,
+                local_ratio=local_ratio,
+                max_cycles=episode_limit,
+                continuous_actions=False,
+                render_mode=render_mode,
+            )
         )
         self._raw = self._env.unwrapped
         self._names = list(self._env.possible_agents)
@@ -105,7 +111,10 @@ class MPESpreadEnv:
         return float(-len(agents) * cover - collisions)
 
     def step(self, actions: np.ndarray) -> StepResult:
-        acts = {name: int(a) for name, a in zip(self._names, np.asarray(actions).reshape(-1), strict=True)}
+        flat = np.asarray(actions).reshape(-1)
+        if flat.shape != (self.n_agents,) or flat.min() < 0 or flat.max() >= self._n_actions:
+            raise ValueError(f"MPE Spread expects {self.n_agents} actions in [0, {self._n_actions}), got {flat}")
+        acts = {name: int(a) for name, a in zip(self._names, flat, strict=True)}
         obs, rewards, terminations, truncations, _ = self._env.step(acts)
         reward = self.paper_reward() if self.reward_kind == "paper" else float(sum(rewards.values()))
         truncated = any(truncations.values())
