@@ -18,7 +18,9 @@ from softqmix.envs.registry import env_factory
 from softqmix.train import REPO_ROOT, train
 
 LEARNING_STEPS = 50_000
-LEARNING_MARGIN = 0.0  # set from the measured gap, see the test's docstring
+# Measured (seed 0, 32 test episodes): Soft-QMIX -189.3 after 50k env steps with 4 updates per collection,
+# a uniform policy -213.1 on the same env seeds: a 23.8 gap. The check asks for more than 15.
+LEARNING_MARGIN = 15.0
 
 SHORT = [
     "env=mpe/spread_simple",
@@ -108,7 +110,7 @@ MPE_SIMPLE = {
 
 
 def test_soft_qmix_clearly_beats_uniform_random_on_spread_simple(compose_train, tmp_path: Path) -> None:
-    """A learning check that can fail: LEARNING_STEPS of Soft-QMIX vs a uniform policy on the same seeds."""
+    """A learning check that can fail: LEARNING_STEPS of Soft-QMIX vs a uniform policy on the same env seeds."""
     cfg = compose_train(
         [
             "env=mpe/spread_simple",
@@ -116,6 +118,7 @@ def test_soft_qmix_clearly_beats_uniform_random_on_spread_simple(compose_train, 
             f"test_interval={LEARNING_STEPS}",
             "test_nepisode=32",
             "algo.batch_size=32",
+            "algo.updates_per_collect=4",
             "trainer.enable_progress_bar=false",
             "seed=0",
         ]
