@@ -53,6 +53,8 @@ MATRIX = ["experiment=paper_matrix", "t_max=6000", "algo.epsilon_anneal_time=300
 PAYOFF = [[8, -12, -12], [-12, 0, 0], [-12, 0, 0]]
 
 
+# In the 20-seed study of docs/results.md QMIX ends on the plateau in 19 of 20 seeds (seed 8 found (A, A));
+# these three seeds are not hand-picked: they are the first three.
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_qmix_settles_on_the_suboptimal_plateau(compose_train, tmp_path: Path, seed: int) -> None:
     summary = train(compose_train(["algo=qmix", *MATRIX, f"seed={seed}"]), tmp_path)
