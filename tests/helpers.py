@@ -3,8 +3,36 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from softqmix.envs.base import EnvInfo, Observation, StepResult
+
+# env=mpe/spread_simple as a plain mapping, for building pools without Hydra
+MPE_SIMPLE = {
+    "family": "mpe",
+    "name": "spread_simple",
+    "n_agents": 3,
+    "scale": 1.0,
+    "landmark_scale": 0.8,
+    "episode_limit": 25,
+    "reward": "paper",
+    "local_ratio": 0.5,
+    "time_limit_is_termination": False,
+    "obs_last_action": False,
+}
+
+
+class SeededRandomActor:
+    """Uniform actions over all actions from its own generator, so two collectors see the same stream."""
+
+    def __init__(self, n_actions: int, seed: int) -> None:
+        self.n_actions, self.gen = n_actions, torch.Generator().manual_seed(seed)
+
+    def initial_hidden(self, n_envs: int) -> torch.Tensor:
+        return torch.zeros(n_envs)
+
+    def act(self, obs, state, avail, last, hidden, explore):  # type: ignore[no-untyped-def]
+        return torch.randint(0, self.n_actions, obs.shape[:2], generator=self.gen), hidden
 
 
 class CorridorEnv:

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs.pool import EnvPool
 from softqmix.envs.registry import env_factory
 from softqmix.train import REPO_ROOT, train
+from tests.helpers import MPE_SIMPLE, SeededRandomActor
 
 LEARNING_STEPS = 50_000
 # Measured (seed 0, 32 test episodes): Soft-QMIX -189.3 after 50k env steps with 4 updates per collection,
@@ -75,38 +75,13 @@ def test_worker_envs_with_overlapped_learning_complete_the_run(compose_train, tm
     assert summary["final_test_return"] < 0
 
 
-class _UniformActor:
-    def __init__(self, seed: int) -> None:
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def initial_hidden(self, n_envs: int) -> torch.Tensor:
-        return torch.zeros(n_envs)
-
-    def act(self, obs, state, avail, last, hidden, explore):  # type: ignore[no-untyped-def]
-        return torch.randint(0, avail.shape[-1], obs.shape[:2], generator=self.gen), hidden
-
-
 def _uniform_random_return(seed: int, episodes: int) -> float:
     collector = EpisodeCollector(EnvPool(env_factory(MPE_SIMPLE), 4, name="mpe/spread_simple"), seed=seed)
-    actor = _UniformActor(seed)
+    actor = SeededRandomActor(5, seed)
     returns = []
     while len(returns) < episodes:
         returns += collector.collect(actor, explore=True)[1].returns
     return float(np.mean(returns))
-
-
-MPE_SIMPLE = {
-    "family": "mpe",
-    "name": "spread_simple",
-    "n_agents": 3,
-    "scale": 1.0,
-    "landmark_scale": 0.8,
-    "episode_limit": 25,
-    "reward": "paper",
-    "local_ratio": 0.5,
-    "time_limit_is_termination": False,
-    "obs_last_action": False,
-}
 
 
 def test_soft_qmix_clearly_beats_uniform_random_on_spread_simple(compose_train, tmp_path: Path) -> None:

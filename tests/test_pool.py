@@ -17,37 +17,11 @@ from softqmix.envs.base import StepResult
 from softqmix.envs.pool import EnvPool
 from softqmix.envs.registry import env_factory
 from softqmix.errors import EnvContractError
-from tests.helpers import CorridorEnv
-
-MPE_CFG = {
-    "family": "mpe",
-    "name": "spread_simple",
-    "n_agents": 3,
-    "scale": 1.0,
-    "landmark_scale": 0.8,
-    "episode_limit": 25,
-    "reward": "paper",
-    "local_ratio": 0.5,
-    "time_limit_is_termination": False,
-    "obs_last_action": False,
-}
-
-
-class SeededRandomActor:
-    """Uniform actions from its own generator, so two collectors see the same action stream."""
-
-    def __init__(self, n_actions: int, seed: int) -> None:
-        self.n_actions, self.gen = n_actions, torch.Generator().manual_seed(seed)
-
-    def initial_hidden(self, n_envs: int) -> torch.Tensor:
-        return torch.zeros(n_envs)
-
-    def act(self, obs, state, avail, last, hidden, explore):  # type: ignore[no-untyped-def]
-        return torch.randint(0, self.n_actions, obs.shape[:2], generator=self.gen), hidden
+from tests.helpers import MPE_SIMPLE, CorridorEnv, SeededRandomActor
 
 
 def _episodes(mode: str) -> list[EpisodeBatch]:
-    pool = EnvPool(env_factory(MPE_CFG), 3, mode=mode, name="mpe/spread_simple")
+    pool = EnvPool(env_factory(MPE_SIMPLE), 3, mode=mode, name="mpe/spread_simple")
     collector = EpisodeCollector(pool, seed=11, name="mpe")
     actor = SeededRandomActor(5, seed=0)
     try:
