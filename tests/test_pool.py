@@ -44,8 +44,11 @@ class DiesOnce(CorridorEnv):
         self.marker = Path(marker)
 
     def step(self, actions: np.ndarray) -> StepResult:
-        if self.t == 2 and not self.marker.exists():
-            self.marker.write_text("died")
+        if self.t == 2:
+            try:  # O_EXCL: exactly one copy wins the marker, even when several reach step 2 at once
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return super().step(actions)
             os._exit(1)
         return super().step(actions)
 
