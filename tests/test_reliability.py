@@ -262,3 +262,14 @@ def test_metrics_reach_the_disk_while_the_run_is_going(compose_train, tmp_path: 
     train(compose_train(SMALL), tmp_path, extra_callbacks=[reader])
     logged = [float(r["env_step"]) for r in reader.rows_seen]
     assert 600.0 in logged and max(logged) <= 700.0  # rows up to now are on disk, not buffered
+
+
+def test_a_resumed_run_keeps_its_wandb_run_id(compose_train, tmp_path: Path) -> None:
+    from softqmix.outputs import WANDB_ID_FILE, build_loggers
+
+    cfg = compose_train(["logger=wandb", "logger.mode=disabled"])
+    first = build_loggers(cfg, tmp_path)[1]
+    again = build_loggers(cfg, tmp_path, resume_step=100)[1]  # what a resume builds
+    assert first.version == again.version == (tmp_path / WANDB_ID_FILE).read_text().strip()
+    other = build_loggers(cfg, tmp_path / "other_run")[1]
+    assert other.version != first.version

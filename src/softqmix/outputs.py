@@ -92,6 +92,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None
     kind = LoggerKind(cfg.logger.kind)
     if kind is LoggerKind.wandb:
         id_file = run_dir / WANDB_ID_FILE
+        run_dir.mkdir(parents=True, exist_ok=True)
         if not id_file.exists():
             id_file.write_text(uuid.uuid4().hex[:12])
         loggers.append(
