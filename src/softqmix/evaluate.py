@@ -39,11 +39,11 @@ def render_episode(module: ValueFactorisation, env: Any, seed: int) -> list[np.n
     """Frames of one greedy episode (argmax of the raw Q_i), rendered by the env in rgb_array mode."""
     first = env.reset(seed=seed)
     frames = [env.render()]
-    hidden = module.initial_hidden(1)
+    hidden = module.behaviour.initial_hidden(1)
     last = torch.full((1, env.info().n_agents), -1, dtype=torch.long)
     current = first
     for _ in range(env.info().episode_limit):
-        actions, hidden = module.act(
+        actions, hidden = module.behaviour.act(
             torch.as_tensor(current.obs[None], dtype=torch.float32),
             torch.as_tensor(current.state[None], dtype=torch.float32),
             torch.as_tensor(current.avail[None], dtype=torch.float32),

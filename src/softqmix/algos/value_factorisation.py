@@ -157,27 +157,12 @@ class ValueFactorisation(L.LightningModule):
         self._buffer_stamp_to_load: int | None = None
 
     # ------------------------------------------------------------------ acting
-    def initial_hidden(self, n_envs: int) -> torch.Tensor:
-        return self.behaviour.initial_hidden(n_envs)
-
     def _inputs(self, obs: torch.Tensor, last_actions: torch.Tensor) -> torch.Tensor:
         return self.behaviour.inputs(obs, last_actions)
 
     def policy_logits(self, q: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """Training-policy logits f(g(Q_i; s); s) / alpha for each agent and action."""
         return self.behaviour.logits(q, state)
-
-    def act(
-        self,
-        obs: torch.Tensor,
-        state: torch.Tensor,
-        avail: torch.Tensor,
-        last_actions: torch.Tensor,
-        hidden: torch.Tensor,
-        explore: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step for E envs with the online nets: obs [E,n,o], state [E,S], avail [E,n,A] -> actions [E,n]."""
-        return self.behaviour.act(obs, state, avail, last_actions, hidden, explore)
 
     # ------------------------------------------------------------------ data
     def attach_envs(
@@ -201,7 +186,7 @@ class ValueFactorisation(L.LightningModule):
         stream = ReplayStream(
             collector=self.train_collector,
             buffer=self.buffer,
-            actor=self,
+            actor=self.behaviour,
             progress=self.progress,
             batch_size=self.cfg.batch_size,
             updates_per_collect=self.cfg.updates_per_collect,
@@ -405,7 +390,7 @@ class ValueFactorisation(L.LightningModule):
         rounds = max(1, math.ceil(self.schedule.test_nepisode / self.test_collector.n_envs))
         returns, won = [], []
         for _ in range(rounds):
-            _, stats = self.test_collector.collect(self, explore=False)
+            _, stats = self.test_collector.collect(self.behaviour, explore=False)
             returns += stats.returns
             won += stats.battle_won
         result = {

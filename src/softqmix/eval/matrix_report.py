@@ -25,7 +25,7 @@ def matrix_game_report(module: Any, env: Any) -> dict[str, Any]:
     state = torch.as_tensor(first.state, dtype=torch.float32, device=module.device).unsqueeze(0)
     avail = torch.as_tensor(first.avail, dtype=torch.float32, device=module.device).unsqueeze(0)
     last = torch.full((1, n), -1, dtype=torch.long, device=module.device)
-    q, _ = module.agent.step(module._inputs(obs, last), module.initial_hidden(1))
+    q, _ = module.agent.step(module._inputs(obs, last), module.behaviour.initial_hidden(1))
     g = module.g(q, state)  # [1, n, A]
 
     joint = list(itertools.product(range(n_actions), repeat=n))
