@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from softqmix.eval.curves import plot_runs, read_test_curve
+from softqmix.eval.curves import plot_runs
+from softqmix.results.runs import read_test_curve
 
 
 def test_curve_reads_only_rows_with_the_column_and_plots(tmp_path: Path) -> None:

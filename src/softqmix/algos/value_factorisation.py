@@ -149,7 +149,9 @@ class ValueFactorisation(L.LightningModule):
         self.buffer: EpisodeBuffer | None = None
         self._pending_train_stats: list[CollectStats] = []
         self._pending_losses: list[dict[str, float]] = []
-        self.test_history: list[dict[str, float]] = []
+        # One entry per greedy evaluation: the logged means plus every episode's return and
+        # outcome, which summary.json keeps for per-episode analyses (e.g. the marl-eval export).
+        self.test_history: list[dict[str, Any]] = []
         self.stop_signal: int | None = None  # set by the preemption handler (SIGINT / SIGTERM)
         self.checkpoint_dir: Path | None = None
         self.save_buffer = False
@@ -401,7 +403,9 @@ class ValueFactorisation(L.LightningModule):
         }
         self.progress.last_test_t = self.progress.t_env
         self.timing.test_seconds += time.perf_counter() - started
-        self.test_history.append({"env_step": float(self.progress.t_env), **result})
+        self.test_history.append(
+            {"env_step": float(self.progress.t_env), **result, "returns": returns, "battle_won": won}
+        )
         self.log_env_metrics(result)
         return result
 

@@ -17,6 +17,7 @@ class EnvInfo:
     obs_dim: int
     state_dim: int
     episode_limit: int
+    reports_wins: bool = False  # True where `battle_won` means something (SMACv2, SMAX), for win-rate tables
 
 
 @dataclass

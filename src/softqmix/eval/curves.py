@@ -1,9 +1,11 @@
-"""Test-return curves from run directories: `python -m softqmix.eval.curves <run dirs> --out fig.png`."""
+"""Single runs side by side: `python -m softqmix.eval.curves LABEL=RUN_DIR ... --out fig.png`.
+
+For sweeps (several seeds per method, CI bands, tables) use `python -m softqmix.results`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -11,16 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt
 
-
-def read_test_curve(run_dir: Path, column: str = "test/return_mean") -> tuple[list[float], list[float]]:
-    """(env steps, values) of every row of metrics.csv that has `column`."""
-    steps, values = [], []
-    with open(run_dir / "metrics.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row.get(column):
-                steps.append(float(row["env_step"]))
-                values.append(float(row[column]))
-    return steps, values
+from softqmix.results.runs import read_test_curve
 
 
 def plot_runs(runs: dict[str, Path], out: Path, title: str, column: str = "test/return_mean") -> None:

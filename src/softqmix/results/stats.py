@@ -1,0 +1,70 @@
+"""Aggregates over seeds: mean ± std as in the paper's tables, and rliable's IQM with bootstrap CIs.
+
+The IQM (25% trimmed mean) and its stratified-bootstrap confidence interval are the
+recommendation of Agarwal et al. (2021) for few-seed RL results; rliable is their reference
+implementation, so the numbers match what other MARL papers report with it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from rliable import library as rly
+from rliable import metrics
+
+
+def _interval_estimates(
+    scores: np.ndarray, func: Callable[[np.ndarray], np.ndarray], reps: int, confidence: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """rliable's stratified bootstrap over runs, for one score matrix [runs, columns]."""
+    with warnings.catch_warnings():  # rliable still passes arch the RandomState it deprecates; seeding is intended
+        warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
+        point, interval = rly.get_interval_estimates(
+            {"x": scores},
+            func,
+            reps=reps,
+            confidence_interval_size=confidence,
+            random_state=np.random.RandomState(seed),
+        )
+    return point["x"], interval["x"]
+
+
+@dataclass(frozen=True)
+class SeedAggregate:
+    n: int
+    mean: float
+    std: float  # sample standard deviation over seeds (ddof=1); 0 for a single seed
+    iqm: float
+    iqm_low: float
+    iqm_high: float
+
+
+def aggregate_seeds(scores: list[float] | np.ndarray, reps: int, confidence: float, seed: int) -> SeedAggregate:
+    """Mean, std and IQM with a `confidence` bootstrap interval of one method's final scores."""
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"expected a non-empty 1-D list of per-seed scores, got shape {values.shape}")
+    point, interval = _interval_estimates(
+        values[:, None], lambda x: np.array([metrics.aggregate_iqm(x)]), reps, confidence, seed
+    )
+    return SeedAggregate(
+        n=int(values.size),
+        mean=float(values.mean()),
+        std=float(values.std(ddof=1)) if values.size > 1 else 0.0,
+        iqm=float(point[0]),
+        iqm_low=float(interval[0, 0]),
+        iqm_high=float(interval[1, 0]),
+    )
+
+
+def mean_curve_with_ci(
+    curves: np.ndarray, reps: int, confidence: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-point mean over seeds of `curves` [seeds, points], with a bootstrap CI band over seeds."""
+    if curves.shape[0] == 1:
+        return curves[0], curves[0], curves[0]
+    point, interval = _interval_estimates(curves, lambda x: np.mean(x, axis=0), reps, confidence, seed)
+    return point, interval[0], interval[1]
