@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,3 +27,8 @@ def compose_train() -> Callable[..., DictConfig]:
             return compose(config_name="train", overrides=overrides or [], return_hydra_config=False)
 
     return _compose
+
+
+# Tests never talk to wandb: the default logger's `mode=auto` honours WANDB_MODE, and
+# subprocesses started by the tests inherit it.
+os.environ["WANDB_MODE"] = "disabled"

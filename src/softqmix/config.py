@@ -126,16 +126,23 @@ class LoggerKind(str, Enum):
     tensorboard = "tensorboard"
 
 
+class WandbMode(str, Enum):
+    auto = "auto"  # WANDB_MODE if set, else online when an API key is configured, else offline
+    online = "online"
+    offline = "offline"  # logs under the run dir; upload later with `wandb sync <run dir>/wandb/offline-run-*`
+    disabled = "disabled"
+
+
 @dataclass
 class LoggerConfig:
     """metrics.csv is always written; `kind` adds one more backend."""
 
-    kind: LoggerKind = LoggerKind.csv
+    kind: LoggerKind = LoggerKind.wandb
     project: str = "softqmix"
     entity: str | None = None
-    mode: str = "offline"  # wandb: offline | online | disabled
-    group: str | None = None
-    tags: list[str] = field(default_factory=list)
+    mode: WandbMode = WandbMode.auto
+    group: str | None = None  # null: the sweep dir inside a multirun, so a sweep's runs share one group
+    tags: list[str] = field(default_factory=list)  # added to algo=, ablation=, env=, seed= tags
 
 
 @dataclass

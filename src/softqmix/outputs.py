@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+import netrc
+import os
 import platform
 import subprocess
 import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
-from softqmix.config import LoggerKind
+from softqmix.config import LoggerKind, WandbMode
 
 TRACKED_PACKAGES = (
     "softqmix",
@@ -81,6 +84,45 @@ class ContinuingCSVLogger(CSVLogger):
 
 
 WANDB_ID_FILE = "wandb_run_id.txt"
+WANDB_DEFAULT_HOST = "https://api.wandb.ai"
+
+
+def wandb_api_key_configured() -> bool:
+    """True when `wandb login` (a .netrc entry for the wandb host) or WANDB_API_KEY provides a key."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", WANDB_DEFAULT_HOST)).hostname
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return netrc.netrc(path).authenticators(host or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_wandb_mode(mode: WandbMode | str) -> str:
+    """`auto`: WANDB_MODE when set (the tests set `disabled`), else online with a key, else offline.
+
+    Offline by default means a fresh clone trains without an account or a network, and nothing is
+    lost: `wandb sync` uploads the run later.
+    """
+    mode = WandbMode(mode)
+    if mode is not WandbMode.auto:
+        return mode.value
+    from_env = os.environ.get("WANDB_MODE")
+    if from_env:
+        return WandbMode(from_env).value
+    return WandbMode.online.value if wandb_api_key_configured() else WandbMode.offline.value
+
+
+def run_tags(cfg: DictConfig) -> list[str]:
+    """Tags that let a dashboard filter a sweep by its axes, then the user's own."""
+    axes = [
+        f"algo={cfg.algo.name}",
+        f"ablation={cfg.algo.variant}",
+        f"env={cfg.env.family}/{cfg.env.name}",
+        f"seed={cfg.seed}",
+    ]
+    return axes + [str(tag) for tag in cfg.logger.tags]
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> list[Logger]:
@@ -102,8 +144,8 @@ def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None
                 project=cfg.logger.project,
                 entity=cfg.logger.entity,
                 group=cfg.logger.group,
-                tags=list(cfg.logger.tags),
-                mode=cfg.logger.mode,
+                tags=run_tags(cfg),
+                mode=resolve_wandb_mode(cfg.logger.mode),
                 save_dir=str(run_dir),
                 config=OmegaConf.to_container(cfg, resolve=True),
             )
