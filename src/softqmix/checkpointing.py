@@ -14,6 +14,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
 from softqmix.data.buffer import EpisodeBuffer
+from softqmix.errors import ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -22,6 +23,21 @@ BUFFER_FILE = "buffer.pt.gz"
 
 def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+def checkpoint_env_step(path: Path) -> int:
+    """The env step a checkpoint was taken at; a clear error if the file cannot be read.
+
+    Our own checkpoints are written atomically, but a copy interrupted by a full disk or a
+    file touched by hand would otherwise surface as an unpickling traceback.
+    """
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["progress"]["t_env"])
+    except Exception as exc:  # any unreadable or foreign file
+        raise ConfigError(
+            f"the checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); "
+            "delete it to start the run afresh, or pass resume=<a run dir with a good checkpoint>"
+        ) from exc
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from softqmix.algos.value_factorisation import ValueFactorisation
-from softqmix.checkpointing import checkpoint_path
+from softqmix.checkpointing import checkpoint_env_step, checkpoint_path
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import env_factory, make_env
 from softqmix.envs.pool import EnvPool
@@ -30,7 +30,7 @@ def load_run(run_dir: Path) -> tuple[DictConfig, ValueFactorisation, int]:
     cfg = OmegaConf.load(run_dir / "config.yaml")
     module = ValueFactorisation.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
     module.eval()
-    step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["progress"]["t_env"])
+    step = checkpoint_env_step(ckpt)
     return cfg, module, step
 
 

@@ -18,7 +18,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from softqmix.algos.value_factorisation import RunSchedule, ValueFactorisation
-from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_path
+from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_env_step, checkpoint_path
 from softqmix.config import register_configs, validate_config
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import env_factory, make_env
@@ -60,15 +60,17 @@ def _resolve_resume(cfg: DictConfig, run_dir: Path) -> tuple[DictConfig, Path, P
         resume_dir, ckpt = run_dir, checkpoint_path(run_dir)  # e.g. a requeued Slurm job in the same dir
     else:
         return cfg, run_dir, None
+    t_env = checkpoint_env_step(ckpt)
+    if not (resume_dir / "config.yaml").is_file():
+        raise ConfigError(f"{resume_dir} has a checkpoint but no config.yaml to resume it with; remove the checkpoint")
     saved = OmegaConf.load(resume_dir / "config.yaml")
     for key in RESUME_OVERRIDABLE:
         if key in cfg:
             saved[key] = cfg[key]
     saved.resume = str(resume_dir)
-    progress = torch.load(ckpt, map_location="cpu", weights_only=False).get("progress", {})
-    if progress.get("t_env", 0) >= saved.t_max:
+    if t_env >= saved.t_max:
         raise ConfigError(
-            f"the run in {resume_dir} already reached t_max={saved.t_max} (env step {progress['t_env']}); "
+            f"the run in {resume_dir} already reached t_max={saved.t_max} (env step {t_env}); "
             "pass a larger t_max to continue it, or start a new run"
         )
     return saved, resume_dir, ckpt
@@ -131,7 +133,7 @@ def _fit(
     module.configure_checkpointing(checkpoint_path(run_dir).parent, cfg.checkpoint.save_buffer)
     resume_step = None
     if ckpt is not None:
-        resume_step = int(torch.load(ckpt, map_location="cpu", weights_only=False)["progress"]["t_env"])
+        resume_step = checkpoint_env_step(ckpt)
 
     last = checkpoint_path(run_dir)
     trainer = L.Trainer(
@@ -166,7 +168,7 @@ def _fit(
     wall = time.perf_counter() - started
     if module.stop_signal is not None:
         status = "preempted"
-        if not last.exists() or torch.load(last, weights_only=False)["progress"]["t_env"] != module.progress.t_env:
+        if not last.exists() or checkpoint_env_step(last) != module.progress.t_env:
             trainer.save_checkpoint(last)
     else:
         trainer.save_checkpoint(last)
@@ -185,10 +187,12 @@ def _fit(
         "resumed_from_step": resume_step,
         "final_test_return": tests[-1]["test/return_mean"] if tests else None,
         "best_test_return": max(t["test/return_mean"] for t in tests) if tests else None,
-        "final_test_battle_won": tests[-1]["test/battle_won_mean"] if tests else None,
+        "reports_wins": info.reports_wins,
+        "final_test_battle_won": tests[-1]["test/battle_won_mean"] if tests and info.reports_wins else None,
         "stop_signal": module.stop_signal,
         "versions": package_versions(),
         "git": git_commit(REPO_ROOT),
+        "tests": tests,  # every greedy evaluation with its per-episode returns and outcomes
     }
     if status == "preempted":
         write_json(run_dir / "preempted.json", summary)
@@ -218,6 +222,8 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun and cfg.logger.group is None:  # one wandb group per sweep; saved with the run's config
+        cfg.logger.group = str(hydra_cfg.sweep.dir)
     try:
         summary = train(cfg, run_dir)
     except Exception as exc:
