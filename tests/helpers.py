@@ -65,3 +65,12 @@ class CorridorEnv:
 
     def close(self) -> None:
         pass
+
+
+class MaskedRandomActor(SeededRandomActor):
+    """Uniform over each agent's available actions (SMACv2 forbids the rest with an AssertionError)."""
+
+    def act(self, obs, state, avail, last, hidden, explore):  # type: ignore[no-untyped-def]
+        probs = torch.as_tensor(avail, dtype=torch.float32).reshape(-1, self.n_actions)
+        actions = torch.multinomial(probs, 1, generator=self.gen).reshape(obs.shape[:2])
+        return actions, hidden

@@ -111,6 +111,86 @@ class MPEEnvConfig(EnvConfig):
 
 
 @dataclass
+class SMACv2TeamGenConfig:
+    """How smacv2 draws each episode's unit types (the enemy team copies the ally team)."""
+
+    dist_type: str = "weighted_teams"
+    unit_types: list[str] = MISSING
+    weights: list[float] = MISSING
+    exception_unit_types: list[str] = field(default_factory=list)  # types that may not make up a whole team
+    observe: bool = True  # unit types are part of obs and state
+
+
+@dataclass
+class SMACv2StartPositionsConfig:
+    dist_type: str = "surrounded_and_reflect"
+    p: float = 0.5  # probability of the surrounded layout
+    map_x: int = 32
+    map_y: int = 32
+
+
+@dataclass
+class SMACv2CapabilityConfig:
+    n_units: int = 5
+    n_enemies: int = 5
+    team_gen: SMACv2TeamGenConfig = field(default_factory=SMACv2TeamGenConfig)
+    start_positions: SMACv2StartPositionsConfig = field(default_factory=SMACv2StartPositionsConfig)
+
+
+@dataclass
+class SMACv2Args:
+    """StarCraft2Env's keyword arguments (SMACV2_API.md), passed to the wrapper unchanged."""
+
+    map_name: str = MISSING  # 10gen_protoss | 10gen_terran | 10gen_zerg
+    capability_config: SMACv2CapabilityConfig = field(default_factory=SMACv2CapabilityConfig)
+    step_mul: int = 8
+    move_amount: int = 2
+    difficulty: str = "7"
+    game_version: str | None = None
+    seed: int | None = None  # the SC2 game seed only
+    continuing_episode: bool = False
+    obs_all_health: bool = True
+    obs_own_health: bool = True
+    obs_last_action: bool = False  # SC2's own obs flag; the agent input is env.obs_last_action
+    obs_pathing_grid: bool = False
+    obs_terrain_height: bool = False
+    obs_timestep_number: bool = False
+    obs_instead_of_state: bool = False
+    obs_own_pos: bool = True
+    state_last_action: bool = True
+    state_timestep_number: bool = False
+    reward_sparse: bool = False
+    reward_only_positive: bool = True
+    reward_death_value: float = 10.0
+    reward_win: float = 200.0
+    reward_defeat: float = 0.0
+    reward_negative_scale: float = 0.5
+    reward_scale: bool = True
+    reward_scale_rate: float = 20.0
+    conic_fov: bool = False
+    num_fov_actions: int = 12
+    use_unit_ranges: bool = True
+    min_attack_range: int = 2
+    fully_observable: bool = False
+    heuristic_ai: bool = False
+    debug: bool = False
+    prob_obs_enemy: float = 1.0
+    action_mask: bool = True
+    replay_dir: str = ""
+
+
+@dataclass
+class SMACv2EnvConfig(EnvConfig):
+    """smacv2's StarCraftCapabilityEnvWrapper (softqmix.envs.smacv2); needs StarCraft II 4.10."""
+
+    family: str = "smacv2"
+    env_args: SMACv2Args = field(default_factory=SMACv2Args)
+    episode_limit: int = 200  # the 10gen maps' limit; checked against the env at start-up
+    time_limit_is_termination: bool = True  # as the paper's code (no bootstrap at the limit)
+    obs_last_action: bool = True  # pymarl's agent input for SMAC (ALGORITHM.md §4.1)
+
+
+@dataclass
 class PoolConfig:
     """How the `batch_size_run` envs are stepped."""
 
@@ -189,7 +269,11 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-ENV_SCHEMAS: dict[str, type[EnvConfig]] = {"matrix": MatrixEnvConfig, "mpe": MPEEnvConfig}
+ENV_SCHEMAS: dict[str, type[EnvConfig]] = {
+    "matrix": MatrixEnvConfig,
+    "mpe": MPEEnvConfig,
+    "smacv2": SMACv2EnvConfig,
+}
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -225,5 +309,6 @@ def register_configs() -> None:
     cs.store(group="schema", name="algo", node=AlgoConfig)
     cs.store(group="schema", name="env_matrix", node=MatrixEnvConfig)
     cs.store(group="schema", name="env_mpe", node=MPEEnvConfig)
+    cs.store(group="schema", name="env_smacv2", node=SMACv2EnvConfig)
     cs.store(group="schema", name="logger", node=LoggerConfig)
     cs.store(group="schema", name="trainer", node=TrainerConfig)

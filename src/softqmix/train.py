@@ -23,6 +23,7 @@ from softqmix.config import register_configs, validate_config
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import env_factory, make_env
 from softqmix.envs.pool import EnvPool
+from softqmix.envs.registry import check_env_requirements
 from softqmix.errors import ConfigError, EnvContractError, TrainingDiverged, UserError
 from softqmix.eval.matrix_report import format_matrix_report, matrix_game_report
 from softqmix.eval.progress import EnvStepProgressBar
@@ -83,6 +84,7 @@ def train(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback] | No
     a checkpoint (the caller turns that into the exit code).
     """
     validate_config(cfg)
+    check_env_requirements(cfg.env)
     cfg, run_dir, ckpt = _resolve_resume(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if ckpt is None:

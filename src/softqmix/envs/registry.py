@@ -33,7 +33,36 @@ def _make_mpe(cfg: Mapping[str, Any], render_mode: str | None = None) -> MultiAg
     )
 
 
-ENV_FAMILIES: dict[str, Callable[..., MultiAgentEnv]] = {"matrix": _make_matrix, "mpe": _make_mpe}
+def _make_smacv2(cfg: Mapping[str, Any]) -> MultiAgentEnv:
+    from softqmix.envs.smacv2 import SMACv2Env
+
+    return SMACv2Env(
+        env_args=dict(cfg["env_args"]),
+        episode_limit=cfg["episode_limit"],
+        time_limit_is_termination=cfg["time_limit_is_termination"],
+    )
+
+
+def _require_smacv2() -> None:
+    from softqmix.envs.smacv2 import require_smacv2
+
+    require_smacv2()
+
+
+ENV_FAMILIES: dict[str, Callable[..., MultiAgentEnv]] = {
+    "matrix": _make_matrix,
+    "mpe": _make_mpe,
+    "smacv2": _make_smacv2,
+}
+# Optional packages a family needs, checked before any env or worker process starts.
+ENV_REQUIREMENTS: dict[str, Callable[[], None]] = {"smacv2": _require_smacv2}
+
+
+def check_env_requirements(cfg: Mapping[str, Any]) -> None:
+    """Fail at start-up, with install instructions, when the family's optional package is missing."""
+    requirement = ENV_REQUIREMENTS.get(str(cfg["family"]))
+    if requirement is not None:
+        requirement()
 
 
 def make_env(cfg: Mapping[str, Any], **kwargs: Any) -> MultiAgentEnv:
