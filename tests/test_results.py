@@ -112,7 +112,8 @@ def test_tables_list_every_run_the_tables_cannot_use(sweep: Path, tmp_path: Path
     # seeds 0-4 end at 0, -2, -4, -6, -8: mean -4, sample std sqrt(40/4) = sqrt(10), IQM over 5 drops one each side
     assert (qmix.n, qmix["mean"], qmix["std"]) == (5, pytest.approx(-4.0), pytest.approx(np.sqrt(10.0)))
     assert qmix.iqm == pytest.approx(-4.0)
-    table = "| env | qmix | soft_qmix |\n|---|---|---|\n| mpe/spread_simple | −4.0 ± 3.2 (5) | 16.0 ± 34.0 (8) |"
+    # methods in the sweep's job order (0_soft ... 7_soft before 10_qmix)
+    table = "| env | soft_qmix | qmix |\n|---|---|---|\n| mpe/spread_simple | 16.0 ± 34.0 (8) | −4.0 ± 3.2 (5) |"
     assert table in report.markdown
     assert "**failed** mpe/spread_simple qmix seed 5" in report.markdown
     assert "TrainingDiverged: loss is nan" in report.markdown

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -68,7 +69,12 @@ def find_run_dirs(roots: list[Path]) -> list[Path]:
         candidates = [root, *(p.parent.parent for p in root.rglob(".hydra/config.yaml"))]
         candidates += [p.parent for p in root.rglob("config.yaml") if p.parent.name != ".hydra"]
         found.update(c.resolve() for c in candidates if _is_run_dir(c))
-    return sorted(found)
+    return sorted(found, key=_natural_key)
+
+
+def _natural_key(path: Path) -> list[str | int]:
+    """Sort job dirs as Hydra numbers them (2_... before 10_...), so methods keep the sweep's order."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -19,6 +19,11 @@ from softqmix.results.stats import aggregate_seeds
 METRIC_TITLES = {"return": "test return", "win_rate": "test win rate"}
 
 
+def _table_order(key: tuple[str, str, str], method_order: dict[str, int]) -> tuple[str, str, int]:
+    env, method, metric = key
+    return env, metric, method_order[method]
+
+
 def summary_frame(records: list[RunRecord], reps: int, confidence: float, seed: int) -> pd.DataFrame:
     """One row per env × method × metric over the completed runs."""
     scores: dict[tuple[str, str, str], list[tuple[int, float]]] = defaultdict(list)
@@ -29,7 +34,11 @@ def summary_frame(records: list[RunRecord], reps: int, confidence: float, seed: 
             if metric in record.final:
                 scores[(record.env, record.method, metric)].append((record.seed, record.final[metric]))
     rows = []
-    for (env, method, metric), pairs in sorted(scores.items()):
+    # envs and metrics sorted; methods in the order the sweep ran them (e.g. QMIX, +entropy, +f, Soft-QMIX)
+    method_order = {method: i for i, method in enumerate(dict.fromkeys(r.method for r in records))}
+    for (env, method, metric), pairs in sorted(
+        scores.items(), key=lambda kv: (kv[0][0], kv[0][2], method_order[kv[0][1]])
+    ):
         pairs.sort()
         stats = aggregate_seeds([v for _, v in pairs], reps=reps, confidence=confidence, seed=seed)
         seeds = " ".join(str(seed) for seed, _ in pairs)
