@@ -191,6 +191,24 @@ class SMACv2EnvConfig(EnvConfig):
 
 
 @dataclass
+class SMAXEnvConfig(EnvConfig):
+    """jaxmarl's SMAX with SMACv2-style scenarios (softqmix.envs.smax); runs without StarCraft II."""
+
+    family: str = "smax"
+    scenario: str = "smacv2_5_units"  # jaxmarl scenario: smacv2_5_units | smacv2_10_units | smacv2_20_units
+    unit_types: list[str] = MISSING  # drawn from SMAX's marine, marauder, stalker, zealot, zergling, hydralisk
+    unit_type_weights: list[float] = MISSING
+    episode_limit: int = 200  # SMAX max_steps; SMACv2's limit
+    time_limit_is_termination: bool = True  # as on SMACv2 (the paper's code)
+    enemy_shoots: bool = True  # jaxmarl's heuristic enemy
+    attack_mode: str = "closest"  # closest | random
+    won_battle_bonus: float = 1.0  # SMAX's win reward (its damage reward sums to 1 over a full kill)
+    walls_cause_death: bool = True
+    world_steps_per_env_step: int = 8  # SMAX's counterpart of step_mul
+    obs_last_action: bool = True
+
+
+@dataclass
 class PoolConfig:
     """How the `batch_size_run` envs are stepped."""
 
@@ -273,6 +291,7 @@ ENV_SCHEMAS: dict[str, type[EnvConfig]] = {
     "matrix": MatrixEnvConfig,
     "mpe": MPEEnvConfig,
     "smacv2": SMACv2EnvConfig,
+    "smax": SMAXEnvConfig,
 }
 
 
@@ -310,5 +329,6 @@ def register_configs() -> None:
     cs.store(group="schema", name="env_matrix", node=MatrixEnvConfig)
     cs.store(group="schema", name="env_mpe", node=MPEEnvConfig)
     cs.store(group="schema", name="env_smacv2", node=SMACv2EnvConfig)
+    cs.store(group="schema", name="env_smax", node=SMAXEnvConfig)
     cs.store(group="schema", name="logger", node=LoggerConfig)
     cs.store(group="schema", name="trainer", node=TrainerConfig)

@@ -43,6 +43,29 @@ def _make_smacv2(cfg: Mapping[str, Any]) -> MultiAgentEnv:
     )
 
 
+def _make_smax(cfg: Mapping[str, Any]) -> MultiAgentEnv:
+    from softqmix.envs.smax import SMAXEnv
+
+    return SMAXEnv(
+        scenario=cfg["scenario"],
+        unit_types=list(cfg["unit_types"]),
+        unit_type_weights=list(cfg["unit_type_weights"]),
+        max_steps=cfg["episode_limit"],
+        time_limit_is_termination=cfg["time_limit_is_termination"],
+        enemy_shoots=cfg["enemy_shoots"],
+        attack_mode=cfg["attack_mode"],
+        won_battle_bonus=cfg["won_battle_bonus"],
+        walls_cause_death=cfg["walls_cause_death"],
+        world_steps_per_env_step=cfg["world_steps_per_env_step"],
+    )
+
+
+def _require_jaxmarl() -> None:
+    from softqmix.envs.smax import require_jaxmarl
+
+    require_jaxmarl()
+
+
 def _require_smacv2() -> None:
     from softqmix.envs.smacv2 import require_smacv2
 
@@ -53,9 +76,10 @@ ENV_FAMILIES: dict[str, Callable[..., MultiAgentEnv]] = {
     "matrix": _make_matrix,
     "mpe": _make_mpe,
     "smacv2": _make_smacv2,
+    "smax": _make_smax,
 }
 # Optional packages a family needs, checked before any env or worker process starts.
-ENV_REQUIREMENTS: dict[str, Callable[[], None]] = {"smacv2": _require_smacv2}
+ENV_REQUIREMENTS: dict[str, Callable[[], None]] = {"smacv2": _require_smacv2, "smax": _require_jaxmarl}
 
 
 def check_env_requirements(cfg: Mapping[str, Any]) -> None:

@@ -1,0 +1,276 @@
+"""SMAX (jaxmarl): SMACv2-style battles that run without StarCraft II (docs/smacv2.md, "SMAX").
+
+jaxmarl's `HeuristicEnemySMAX` on its SMACv2 scenarios (`smacv2_5_units`, `smacv2_10_units`:
+surrounded-and-reflect start positions, random unit types, a scripted enemy) with three changes
+that make each scenario a stand-in for its SMACv2 namesake:
+- unit types are drawn per race from SMAX's own six types (protoss: stalker/zealot, terran:
+  marine/marauder, zerg: zergling/hydralisk) with the SMACv2 weights of the types SMAX has,
+  renormalised, and the enemy team copies the ally team, as SMACv2 does;
+- episodes last at most `max_steps` = 200 steps, SMACv2's limit (SMAX's default is 100);
+- actions and masks use SMAC's layout, so the learner sees the same convention on both families:
+  0 no-op (dead agents only), 1 stop, 2 north, 3 south, 4 east, 5 west, 6 + j attack enemy j.
+  SMAX's own layout is 0 north, 1 east, 2 south, 3 west, 4 stop, 5 + j attack, and its dead
+  units may only stop.
+`battle_won` is read from which units survive: every enemy dead and at least one ally alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from softqmix.envs.base import EnvInfo, Observation, StepResult
+from softqmix.errors import ConfigError
+
+INSTALL_HINT = "env family 'smax' needs jaxmarl: pip install -e '.[smax]' (jaxmarl 0.2.0 and jax, CPU is enough)"
+N_SMAC_MOVES = 6  # no-op, stop, north, south, east, west
+SMAX_STOP = 4
+# our action -> SMAX action, for the first six; attacks shift by one (6 + j -> 5 + j)
+SMAC_TO_SMAX_MOVES = (SMAX_STOP, SMAX_STOP, 0, 2, 1, 3)
+SMAX_MOVE_OF_OURS = {2: 0, 3: 2, 4: 1, 5: 3}  # where each of our moves sits in SMAX's mask
+
+
+def _import_jaxmarl() -> tuple[Any, Any, Any]:
+    """jaxmarl's make, scenario lookup and Distribution base; its import chatter kept off stdout."""
+    try:
+        # jaxmarl announces its optional submodules on import; keep that off the user's terminal
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            from jaxmarl import make
+            from jaxmarl.environments.smax import map_name_to_scenario
+            from jaxmarl.environments.smax.distributions import Distribution
+    except ImportError as exc:
+        raise ConfigError(INSTALL_HINT) from exc
+    return make, map_name_to_scenario, Distribution
+
+
+def require_jaxmarl() -> None:
+    _import_jaxmarl()
+
+
+def race_unit_type_distribution(
+    n_allies: int, n_enemies: int, map_size: int, type_ids: list[int], weights: list[float]
+) -> Any:
+    """A jaxmarl unit-type `Distribution` that draws the allies from `type_ids` with `weights`
+    and gives the enemies the same team (extra enemies, as in 10v11, drawn the same way)."""
+    import jax
+    import jax.numpy as jnp
+
+    _, _, distribution_base = _import_jaxmarl()
+
+    class RaceUnitTypes(distribution_base):  # type: ignore[misc, valid-type]
+        def generate(self, key: Any) -> Any:
+            ally_key, extra_key = jax.random.split(key)
+            ids, p = jnp.asarray(type_ids, dtype=jnp.uint8), jnp.asarray(weights)
+            allies = jax.random.choice(ally_key, ids, shape=(n_allies,), p=p)
+            extra = jax.random.choice(extra_key, ids, shape=(max(n_enemies - n_allies, 0),), p=p)
+            enemies = jnp.concatenate([allies, extra])[:n_enemies]
+            return jnp.concatenate([allies, enemies]).astype(jnp.uint8)
+
+    return RaceUnitTypes(n_allies, n_enemies, map_size, map_size)
+
+
+@dataclass(frozen=True)
+class SMAXSettings:
+    scenario: str
+    unit_types: tuple[str, ...]
+    unit_type_weights: tuple[float, ...]
+    max_steps: int
+    enemy_shoots: bool
+    attack_mode: str
+    won_battle_bonus: float
+    walls_cause_death: bool
+    world_steps_per_env_step: int
+
+
+@dataclass(frozen=True)
+class CompiledSMAX:
+    """A jaxmarl SMAX game and its jitted reset/step; stateless, so every env of one config shares it."""
+
+    n_agents: int
+    n_enemies: int
+    reset: Callable[..., tuple[Any, ...]]
+    step: Callable[..., tuple[Any, ...]]
+    split: Callable[[Any], tuple[Any, Any]]
+
+
+@functools.lru_cache(maxsize=8)
+def compile_smax(settings: SMAXSettings) -> CompiledSMAX:
+    """Build the game once per process and config: tracing and compiling take seconds per function."""
+    make, map_name_to_scenario, _ = _import_jaxmarl()
+    import jax
+    import jax.numpy as jnp
+
+    if len(settings.unit_types) != len(settings.unit_type_weights) or not np.isclose(
+        sum(settings.unit_type_weights), 1.0
+    ):
+        raise ConfigError(
+            f"env.unit_types {list(settings.unit_types)} need one weight each summing to 1, "
+            f"got {list(settings.unit_type_weights)}"
+        )
+    try:
+        smax_scenario = map_name_to_scenario(settings.scenario)
+    except KeyError as exc:
+        raise ConfigError(f"env.scenario '{settings.scenario}' is not a jaxmarl SMAX scenario") from exc
+    env = make(
+        "HeuristicEnemySMAX",
+        scenario=smax_scenario,
+        max_steps=settings.max_steps,
+        enemy_shoots=settings.enemy_shoots,
+        attack_mode=settings.attack_mode,
+        won_battle_bonus=settings.won_battle_bonus,
+        walls_cause_death=settings.walls_cause_death,
+        world_steps_per_env_step=settings.world_steps_per_env_step,
+    )
+    smax = env._env  # the SMAX game under the heuristic-enemy wrapper
+    unknown = sorted(set(settings.unit_types) - set(smax.unit_type_names))
+    if unknown:
+        raise ConfigError(f"env.unit_types {unknown} are not SMAX unit types; valid: {smax.unit_type_names}")
+    smax.unit_type_generator = race_unit_type_distribution(
+        smax.num_allies,
+        smax.num_enemies,
+        smax.map_width,
+        [smax.unit_type_names.index(name) for name in settings.unit_types],
+        list(settings.unit_type_weights),
+    )
+    n_agents, n_enemies = smax.num_allies, smax.num_enemies
+    agents = list(env.agents)
+    to_smax = jnp.asarray([*SMAC_TO_SMAX_MOVES, *range(5, 5 + n_enemies)], dtype=jnp.int32)
+
+    def arrays(state: Any, obs: dict[str, Any]) -> tuple[Any, ...]:
+        smax_avail = env.get_avail_actions(state)
+        smax_avail = jnp.stack([smax_avail[a] for a in agents]).astype(jnp.float32)
+        alive = state.state.unit_alive
+        ours = jnp.zeros((n_agents, N_SMAC_MOVES + n_enemies), dtype=jnp.float32)
+        ours = ours.at[:, 0].set(~alive[:n_agents])
+        ours = ours.at[:, 1].set(alive[:n_agents])
+        for mine, theirs in SMAX_MOVE_OF_OURS.items():
+            ours = ours.at[:, mine].set(smax_avail[:, theirs])
+        ours = ours.at[:, N_SMAC_MOVES:].set(smax_avail[:, 5:])
+        return jnp.stack([obs[a] for a in agents]), obs["world_state"], ours, alive
+
+    def reset(key: Any) -> tuple[Any, ...]:
+        obs, state = env.reset(key)
+        return (state, *arrays(state, obs))
+
+    def step(key: Any, state: Any, actions: Any) -> tuple[Any, ...]:
+        smax_actions = to_smax[actions]
+        obs, state, rewards, dones, _ = env.step_env(key, state, {a: smax_actions[i] for i, a in enumerate(agents)})
+        return (state, *arrays(state, obs), rewards[agents[0]], dones["__all__"])
+
+    return CompiledSMAX(
+        n_agents=n_agents,
+        n_enemies=n_enemies,
+        reset=jax.jit(reset),
+        step=jax.jit(step),
+        split=jax.jit(lambda key: tuple(jax.random.split(key))),
+    )
+
+
+class SMAXEnv:
+    """One SMAX scenario behind the MultiAgentEnv protocol; a single jitted call per step."""
+
+    def __init__(
+        self,
+        scenario: str,
+        unit_types: list[str],
+        unit_type_weights: list[float],
+        max_steps: int = 200,
+        time_limit_is_termination: bool = True,
+        enemy_shoots: bool = True,
+        attack_mode: str = "closest",
+        won_battle_bonus: float = 1.0,
+        walls_cause_death: bool = True,
+        world_steps_per_env_step: int = 8,
+    ) -> None:
+        import jax
+
+        self._game = compile_smax(
+            SMAXSettings(
+                scenario=scenario,
+                unit_types=tuple(unit_types),
+                unit_type_weights=tuple(float(w) for w in unit_type_weights),
+                max_steps=max_steps,
+                enemy_shoots=enemy_shoots,
+                attack_mode=attack_mode,
+                won_battle_bonus=won_battle_bonus,
+                walls_cause_death=walls_cause_death,
+                world_steps_per_env_step=world_steps_per_env_step,
+            )
+        )
+        self.n_agents, self.n_enemies = self._game.n_agents, self._game.n_enemies
+        self.max_steps, self.time_limit_is_termination = max_steps, time_limit_is_termination
+        self._key = jax.random.PRNGKey(0)
+        self._state: Any = None
+        first = self.reset(0)
+        self._info = EnvInfo(
+            n_agents=self.n_agents,
+            n_actions=N_SMAC_MOVES + self.n_enemies,
+            obs_dim=int(first.obs.shape[1]),
+            state_dim=int(first.state.shape[0]),
+            episode_limit=max_steps,
+            reports_wins=True,
+        )
+
+    def info(self) -> EnvInfo:
+        return self._info
+
+    def _observation(self, obs: Any, world_state: Any, avail: Any) -> Observation:
+        # np.array copies: views of jax buffers are read-only, and torch refuses to wrap those
+        return Observation(obs=np.array(obs), state=np.array(world_state), avail=np.array(avail))
+
+    def reset(self, seed: int | None = None) -> Observation:
+        import jax
+
+        if seed is not None:
+            self._key = jax.random.PRNGKey(seed)
+        self._key, key = self._game.split(self._key)
+        self._state, obs, world_state, avail, _ = self._game.reset(key)
+        self._t = 0
+        return self._observation(obs, world_state, avail)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        flat = np.asarray(actions, dtype=np.int32).reshape(-1)
+        if flat.shape != (self.n_agents,) or flat.min() < 0 or flat.max() >= N_SMAC_MOVES + self.n_enemies:
+            raise ValueError(
+                f"SMAX expects {self.n_agents} actions in [0, {N_SMAC_MOVES + self.n_enemies}), got {flat}"
+            )
+        self._key, key = self._game.split(self._key)
+        self._state, obs, world_state, avail, alive, reward, done = self._game.step(key, self._state, flat)
+        self._t += 1
+        alive = np.asarray(alive)
+        allies_alive, enemies_alive = alive[: self.n_agents].any(), alive[self.n_agents :].any()
+        # SMAX checks its limit before counting the step, so its episodes last max_steps + 1 steps;
+        # the adapter ends them at max_steps, the length the buffer and SMACv2 have.
+        terminated = bool(done) or self._t >= self.max_steps
+        won = terminated and allies_alive and not enemies_alive
+        timed_out = terminated and allies_alive and enemies_alive  # only the step limit ends a battle undecided
+        truncated = timed_out and not self.time_limit_is_termination
+        return StepResult(
+            reward=float(reward),
+            terminated=terminated and not truncated,
+            truncated=truncated,
+            next=self._observation(obs, world_state, avail),
+            info={
+                "battle_won": float(won),
+                "timeout": float(timed_out),
+                "dead_allies": float((~alive[: self.n_agents]).sum()),
+                "dead_enemies": float((~alive[self.n_agents :]).sum()),
+            },
+        )
+
+    def get_rng_state(self) -> list[int]:
+        return np.asarray(self._key).tolist()
+
+    def set_rng_state(self, state: list[int]) -> None:
+        import jax.numpy as jnp
+
+        self._key = jnp.asarray(state, dtype=jnp.uint32)
+
+    def close(self) -> None:
+        self._state = None

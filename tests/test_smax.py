@@ -1,0 +1,141 @@
+"""SMAX through jaxmarl: sizes, race unit mixes, SMAC action masks, scripted outcomes, a short run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from softqmix.envs import make_env
+from softqmix.envs.smax import INSTALL_HINT, N_SMAC_MOVES, require_jaxmarl
+from softqmix.errors import ConfigError
+from softqmix.train import train
+
+STOP, NORTH, SOUTH, EAST, WEST = 1, 2, 3, 4, 5
+SMAX_TYPES = ["marine", "marauder", "stalker", "zealot", "zergling", "hydralisk"]  # jaxmarl's order
+
+
+def smax_env(compose_train, scenario: str, *overrides: str):
+    cfg = compose_train([f"env=smax/{scenario}", *overrides])
+    return make_env(OmegaConf.to_container(cfg.env, resolve=True))
+
+
+@pytest.mark.parametrize(
+    ("scenario", "sizes", "race_types"),
+    [
+        # obs = 13 features x (allies - 1 + enemies) + 10 own; state = 12 x all units (jaxmarl's formulas)
+        ("protoss_5v5", (5, 11, 127, 120), {"stalker", "zealot"}),
+        ("terran_10v10", (10, 16, 257, 240), {"marine", "marauder"}),
+        ("zerg_5v5", (5, 11, 127, 120), {"zergling", "hydralisk"}),
+    ],
+)
+def test_sizes_and_race_unit_mixes(compose_train, scenario: str, sizes: tuple, race_types: set) -> None:
+    env = smax_env(compose_train, scenario)
+    info = env.info()
+    assert (info.n_agents, info.n_actions, info.obs_dim, info.state_dim) == sizes
+    assert info.episode_limit == 200 and info.reports_wins
+    seen = set()
+    for seed in range(6):
+        env.reset(seed)
+        types = np.asarray(env._state.state.unit_types)
+        allies, enemies = types[: info.n_agents], types[info.n_agents :]
+        assert np.array_equal(allies, enemies)  # the enemy team copies the ally team, as in SMACv2
+        seen |= {SMAX_TYPES[t] for t in allies}
+    assert seen == race_types
+
+
+def positions(env) -> np.ndarray:
+    return np.asarray(env._state.state.unit_positions)
+
+
+def charge(env, avail: np.ndarray) -> np.ndarray:
+    """Attack the first enemy in range; otherwise walk towards the enemies' centre; dead: no-op."""
+    pos = positions(env)
+    target = pos[env.n_agents :].mean(axis=0)
+    actions = []
+    for i, row in enumerate(avail):
+        if row[0]:
+            actions.append(0)
+        elif row[N_SMAC_MOVES:].any():
+            actions.append(N_SMAC_MOVES + int(np.flatnonzero(row[N_SMAC_MOVES:])[0]))
+        else:
+            dx, dy = target - pos[i]
+            actions.append((EAST if dx > 0 else WEST) if abs(dx) > abs(dy) else (NORTH if dy > 0 else SOUTH))
+    return np.array(actions)
+
+
+def stay(env, avail: np.ndarray) -> np.ndarray:
+    return np.where(avail[:, STOP] > 0, STOP, 0)
+
+
+def play(env, policy, seed: int = 0):
+    current = env.reset(seed)
+    for t in range(1, 201):
+        result = env.step(policy(env, current.avail))
+        current = result.next
+        if result.terminated or result.truncated:
+            return t, result
+    raise AssertionError("the episode did not end at the 200-step limit")
+
+
+def test_scripted_win_against_an_enemy_that_does_not_shoot(compose_train) -> None:
+    env = smax_env(compose_train, "protoss_5v5", "env.enemy_shoots=false")
+    steps, last = play(env, charge)
+    assert last.terminated and last.info["battle_won"] == 1.0 and last.info["dead_enemies"] == 5.0
+    assert steps < 200 and last.info["timeout"] == 0.0
+
+
+def test_scripted_loss_and_the_dead_agents_mask(compose_train) -> None:
+    env = smax_env(compose_train, "terran_5v5")
+    _, last = play(env, stay)  # standing still while the heuristic enemy attacks
+    assert last.terminated and last.info["battle_won"] == 0.0 and last.info["dead_allies"] == 5.0
+    assert last.info["timeout"] == 0.0
+    # SMAC convention: a dead agent may only take the no-op (SMAX's own dead units may only stop)
+    assert np.array_equal(last.next.avail, np.tile(np.eye(11)[0], (5, 1)))
+
+
+def test_a_battle_nobody_fights_times_out_at_200(compose_train) -> None:
+    env = smax_env(compose_train, "zerg_5v5", "env.enemy_shoots=false")
+    steps, last = play(env, stay)
+    assert steps == 200 and last.terminated
+    # units pushed into the walls die (walls_cause_death), but nobody is shot
+    assert (last.info["battle_won"], last.info["timeout"], last.info["dead_enemies"]) == (0.0, 1.0, 0.0)
+    env = smax_env(compose_train, "zerg_5v5", "env.enemy_shoots=false", "env.time_limit_is_termination=false")
+    _, last = play(env, stay)
+    assert last.truncated and not last.terminated
+
+
+def test_living_agents_can_always_stop_and_never_no_op(compose_train) -> None:
+    env = smax_env(compose_train, "protoss_5v5")
+    current = env.reset(3)
+    assert (current.avail[:, STOP] == 1).all() and (current.avail[:, 0] == 0).all()
+    assert (current.avail[:, NORTH : WEST + 1] == 1).all()  # open ground at the start
+
+
+def test_short_training_run_on_smax(compose_train, tmp_path: Path) -> None:
+    cfg = compose_train(
+        [
+            "env=smax/protoss_5v5",
+            "t_max=1000",
+            "test_interval=500",
+            "test_nepisode=4",
+            "log_interval=250",
+            "algo.batch_size=4",
+            "algo.buffer_size=32",
+            "trainer.enable_progress_bar=false",
+            "logger=csv",
+        ]
+    )
+    summary = train(cfg, tmp_path)
+    assert summary["env_steps"] >= 1000 and summary["reports_wins"]
+    assert summary["final_test_battle_won"] is not None and len(summary["tests"]) >= 2
+
+
+def test_missing_jaxmarl_names_the_install_command(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "jaxmarl", None)  # what an environment without the extra looks like
+    with pytest.raises(ConfigError) as error:
+        require_jaxmarl()
+    assert str(error.value) == INSTALL_HINT
