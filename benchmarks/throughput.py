@@ -1,6 +1,7 @@
-"""Training throughput on MPE Spread: env steps/s, updates/s, seconds per update and per 100 env steps.
+"""Training throughput: env steps/s, updates/s, seconds per update and per 100 env steps.
 
-    python benchmarks/throughput.py --out benchmarks/results/throughput.json
+    python benchmarks/throughput.py --out benchmarks/results/throughput.json           # MPE Spread (simple)
+    python benchmarks/throughput.py --env smax/protoss_5v5 --warmup 6000 --out benchmarks/results/throughput_smax.json
 
 For each (algo, batch size, pool mode) it trains for `--steps` env steps after `--warmup`
 env steps (the buffer fills and the first updates run), at the EPyMARL reference settings:
@@ -51,12 +52,12 @@ class _Clock(L.Callback):
         self.module = pl_module
 
 
-def run(algo: str, batch_size: int, mode: str, steps: int, warmup: int, out_dir: Path) -> dict[str, Any]:
+def run(env: str, algo: str, batch_size: int, mode: str, steps: int, warmup: int, out_dir: Path) -> dict[str, Any]:
     register_configs()
     GlobalHydra.instance().clear()
     overrides = [
         f"algo={algo}",
-        "env=mpe/spread_simple",
+        f"env={env}",
         f"algo.batch_size={batch_size}",
         f"t_max={warmup + steps}",
         f"test_interval={10 * (warmup + steps)}",  # one test at the start only
@@ -68,12 +69,14 @@ def run(algo: str, batch_size: int, mode: str, steps: int, warmup: int, out_dir:
         "trainer.enable_progress_bar=false",
         "checkpoint.interval=0",
         "print_report=false",
+        "logger=csv",
     ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     clock = _Clock(warmup)
     started = time.perf_counter()
-    summary = train(cfg, out_dir / f"{algo}_b{batch_size}_{mode.replace('+', '_')}", extra_callbacks=[clock])
+    run_dir = out_dir / f"{env.replace('/', '_')}_{algo}_b{batch_size}_{mode.replace('+', '_')}"
+    summary = train(cfg, run_dir, extra_callbacks=[clock])
     total = time.perf_counter() - started
     end = time.perf_counter()
     mark, module = clock.mark, clock.module
@@ -83,6 +86,7 @@ def run(algo: str, batch_size: int, mode: str, steps: int, warmup: int, out_dir:
     updates = module.progress.updates - mark["updates"]
     steps_done = module.progress.t_env - mark["t_env"]
     return {
+        "env": env,
         "algo": algo,
         "batch_size": batch_size,
         "pool_mode": mode,
@@ -101,6 +105,7 @@ def run(algo: str, batch_size: int, mode: str, steps: int, warmup: int, out_dir:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="mpe/spread_simple", help="an env config, e.g. smax/protoss_5v5")
     parser.add_argument("--algos", nargs="+", default=["qmix", "soft_qmix"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 128])
     parser.add_argument(
@@ -110,7 +115,9 @@ def main() -> None:
         help="pool.mode, with +overlap for pool.overlap_learning=true",
     )
     parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--warmup", type=int, default=4_000, help="env steps before timing (buffer >= batch)")
+    parser.add_argument(
+        "--warmup", type=int, default=4_000, help="env steps before timing; at least enough to fill `batch` episodes"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/throughput.json"))
     parser.add_argument("--run-dir", type=Path, default=Path("outputs/benchmarks"))
     args = parser.parse_args()
@@ -119,7 +126,7 @@ def main() -> None:
         for batch in args.batch_sizes:
             for mode in args.modes:
                 warmup = max(args.warmup, 25 * (batch + 8))  # the buffer must hold `batch` episodes first
-                row = run(algo, batch, mode, args.steps, warmup, args.run_dir)
+                row = run(args.env, algo, batch, mode, args.steps, warmup, args.run_dir)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     report = {

@@ -16,9 +16,7 @@ that make each scenario a stand-in for its SMACv2 namesake:
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,13 +35,12 @@ SMAX_MOVE_OF_OURS = {2: 0, 3: 2, 4: 1, 5: 3}  # where each of our moves sits in 
 
 
 def _import_jaxmarl() -> tuple[Any, Any, Any]:
-    """jaxmarl's make, scenario lookup and Distribution base; its import chatter kept off stdout."""
+    """jaxmarl's make, scenario lookup and Distribution base (its import prints two lines about optional
+    submodules; they are harmless)."""
     try:
-        # jaxmarl announces its optional submodules on import; keep that off the user's terminal
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            from jaxmarl import make
-            from jaxmarl.environments.smax import map_name_to_scenario
-            from jaxmarl.environments.smax.distributions import Distribution
+        from jaxmarl import make
+        from jaxmarl.environments.smax import map_name_to_scenario
+        from jaxmarl.environments.smax.distributions import Distribution
     except ImportError as exc:
         raise ConfigError(INSTALL_HINT) from exc
     return make, map_name_to_scenario, Distribution
