@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from softqmix.algos.value_factorisation import RunSchedule, ValueFactorisation
+from softqmix.algos.learner_base import RunSchedule
+from softqmix.algos.value_factorisation import ValueFactorisation
 from softqmix.checkpointing import capture_rng_state, load_buffer, save_buffer
 from softqmix.data.buffer import EpisodeBuffer
 from softqmix.envs.base import EnvInfo

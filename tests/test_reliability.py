@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from softqmix.algos.value_factorisation import RunSchedule, ValueFactorisation
+from softqmix.algos.learner_base import RunSchedule
+from softqmix.algos.value_factorisation import ValueFactorisation
 from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_path
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs.base import EnvInfo, Observation, StepResult
@@ -194,7 +195,7 @@ def _cli(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["algo=qmx"], "valid options: iql, qmix, soft_qmix, vdn"),
+        (["algo=qmx"], "valid options: iql, qmix, soft_qmix, soft_qmix_alpha/0.005, soft_qmix_alpha/0.01"),
         (["env=matrix/nope"], "unknown env 'matrix/nope'; valid options: matrix/nonmonotonic"),
         (["ablation=entropi"], "valid options: entropy, full, function_f, no_abs, qmix, release"),
         (["algo.td_lamda=0.3"], "td_lamda"),

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from softqmix.algos.action_selection import greedy_actions, masked_logits
-from softqmix.algos.value_factorisation import RunSchedule, ValueFactorisation
+from softqmix.algos.learner_base import RunSchedule
+from softqmix.algos.value_factorisation import ValueFactorisation
 from softqmix.envs.base import EnvInfo
 from softqmix.nets.transforms import AffineF, MonotoneG
 

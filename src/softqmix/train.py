@@ -17,7 +17,8 @@ from hydra.types import RunMode
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
-from softqmix.algos.value_factorisation import RunSchedule, ValueFactorisation
+from softqmix.algos.learner_base import RunSchedule
+from softqmix.algos.value_factorisation import ValueFactorisation
 from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_env_step, checkpoint_path
 from softqmix.config import register_configs, validate_config
 from softqmix.data.collector import EpisodeCollector

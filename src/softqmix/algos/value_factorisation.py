@@ -8,47 +8,32 @@ the TD loss, the policy transform f on the MSE policy loss whose inputs are deta
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
-import lightning as L
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from softqmix import checkpointing
 from softqmix.algos.action_selection import (
     LinearSchedule,
     greedy_actions,
     sample_softmax,
 )
 from softqmix.algos.behaviour import BehaviourPolicy
+from softqmix.algos.learner_base import EnvLearner, RunSchedule
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
 from softqmix.config import AlgoConfig, Behaviour, Mixer
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
-from softqmix.data.collector import CollectStats, EpisodeCollector
-from softqmix.data.stream import ReplayStream, Timing, TrainingProgress
+from softqmix.data.collector import EpisodeCollector
+from softqmix.data.stream import ReplayStream
 from softqmix.envs.base import EnvInfo
-from softqmix.errors import ConfigError, TrainingDiverged
+from softqmix.errors import ConfigError
 from softqmix.nets.agent import RNNAgent, agent_input_dim
 from softqmix.nets.mixers import make_mixer
 from softqmix.nets.transforms import AffineF, IdentityTransform, MonotoneG
-
-
-@dataclass
-class RunSchedule:
-    """How long to train and how often to test and log, all in env steps."""
-
-    t_max: int
-    batch_size_run: int = 4
-    test_interval: int = 1000
-    test_nepisode: int = 32
-    log_interval: int = 1000
 
 
 def to_algo_config(algo: AlgoConfig | DictConfig | dict[str, Any]) -> AlgoConfig:
@@ -89,8 +74,10 @@ def _per_agent_time_major(x: torch.Tensor, n: int) -> torch.Tensor:
     return x.unsqueeze(1).expand(-1, n, -1).reshape(-1, x.shape[-1])
 
 
-class ValueFactorisation(L.LightningModule):
+class ValueFactorisation(EnvLearner):
     """Learner + actor for one value-factorisation algorithm."""
+
+    divergence_hint = "lower algo.critic_lr / algo.policy_lr or algo.alpha, or check the env's rewards"
 
     def __init__(
         self,
@@ -99,11 +86,9 @@ class ValueFactorisation(L.LightningModule):
         obs_last_action: bool,
         schedule: RunSchedule | dict[str, int],
     ) -> None:
-        super().__init__()
+        super().__init__(env_info, schedule)
         self.cfg = to_algo_config(algo)
-        self.env_info = env_info if isinstance(env_info, EnvInfo) else EnvInfo(**env_info)
         validate_algo(self.cfg, self.env_info)
-        self.schedule = schedule if isinstance(schedule, RunSchedule) else RunSchedule(**schedule)
         self.obs_last_action = obs_last_action
         self.save_hyperparameters(
             {
@@ -130,8 +115,6 @@ class ValueFactorisation(L.LightningModule):
         self.target_g = copy.deepcopy(self.g).requires_grad_(False)
         self.target_mixer = copy.deepcopy(self.mixer).requires_grad_(False)
 
-        self.progress = TrainingProgress()
-        self.timing = Timing()
         self.behaviour = BehaviourPolicy(
             self.agent,
             self.g,
@@ -144,19 +127,6 @@ class ValueFactorisation(L.LightningModule):
         )
         self._collection_actor: BehaviourPolicy | None = None  # set when collection overlaps learning
         self.epsilon = LinearSchedule(cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time)
-        self.train_collector: EpisodeCollector | None = None
-        self.test_collector: EpisodeCollector | None = None
-        self.buffer: EpisodeBuffer | None = None
-        self._pending_train_stats: list[CollectStats] = []
-        self._pending_losses: list[dict[str, float]] = []
-        # One entry per greedy evaluation: the logged means plus every episode's return and
-        # outcome, which summary.json keeps for per-episode analyses (e.g. the marl-eval export).
-        self.test_history: list[dict[str, Any]] = []
-        self.stop_signal: int | None = None  # set by the preemption handler (SIGINT / SIGTERM)
-        self.checkpoint_dir: Path | None = None
-        self.save_buffer = False
-        self._rng_to_restore: dict[str, Any] | None = None
-        self._buffer_stamp_to_load: int | None = None
 
     # ------------------------------------------------------------------ acting
     def _inputs(self, obs: torch.Tensor, last_actions: torch.Tensor) -> torch.Tensor:
@@ -177,7 +147,7 @@ class ValueFactorisation(L.LightningModule):
         """
         if overlap_seed is not None and (test is None or test is train):
             raise ValueError("overlapping collection needs a separate test collector")
-        self.train_collector, self.test_collector = train, test or train
+        super().attach_envs(train, test)
         if overlap_seed is not None:
             self._collection_actor = self.behaviour.detached_copy(overlap_seed)
         self.buffer = EpisodeBuffer(self.cfg.buffer_size, self.env_info)
@@ -194,7 +164,7 @@ class ValueFactorisation(L.LightningModule):
             updates_per_collect=self.cfg.updates_per_collect,
             t_max=self.schedule.t_max,
             on_collect=self._pending_train_stats.append,
-            on_start=self._restore_resumed_state,
+            on_start=self.restore_resumed_state,
             should_stop=lambda: self.stop_signal is not None,
             timing=self.timing,
             collection_actor=self._collection_actor,
@@ -304,7 +274,7 @@ class ValueFactorisation(L.LightningModule):
         losses = self.compute_losses(batch)
         total = losses["loss/td"] + losses.get("loss/policy", torch.zeros((), device=self.device))
         if not torch.isfinite(total + losses["train/q_taken_mean"]):
-            self._raise_diverged(losses)
+            self.raise_diverged(losses)
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         for opt in optimizers:
@@ -327,18 +297,7 @@ class ValueFactorisation(L.LightningModule):
         if self.progress.episodes - self.progress.last_target_sync_episode >= self.cfg.target_update_interval:
             self.sync_targets()
             self.progress.last_target_sync_episode = self.progress.episodes
-        self._pending_losses.append({k: float(v.detach()) for k, v in losses.items()})
-        if self.progress.t_env - self.progress.last_log_t >= self.schedule.log_interval:
-            self.flush_train_metrics()
-
-    def _raise_diverged(self, losses: dict[str, torch.Tensor]) -> None:
-        bad = [k for k, v in losses.items() if not torch.isfinite(v)]
-        where = self.checkpoint_dir / checkpointing.LAST_CHECKPOINT if self.checkpoint_dir else None
-        kept = f"the last good checkpoint is kept at {where}" if where and where.exists() else "no checkpoint yet"
-        raise TrainingDiverged(
-            f"non-finite {', '.join(bad)} at env step {self.progress.t_env} (update {self.progress.updates}); "
-            f"{kept}. Lower algo.critic_lr / algo.policy_lr or algo.alpha, or check the env's rewards"
-        )
+        self.record_update(losses)
 
     def sync_targets(self) -> None:
         """Hard copy, every target_update_interval episodes (ALGORITHM.md §2.5)."""
@@ -347,113 +306,12 @@ class ValueFactorisation(L.LightningModule):
         self.target_mixer.load_state_dict(self.mixer.state_dict())
 
     # ------------------------------------------------------------------ metrics
-    def log_env_metrics(self, metrics: dict[str, float]) -> None:
-        """Send a row to every logger with the env step as its x-axis."""
-        row = {"env_step": float(self.progress.t_env), **metrics}
-        if self._trainer is not None:
-            for logger in self.trainer.loggers:
-                logger.log_metrics(row, step=self.progress.t_env)
+    @property
+    def actor(self) -> BehaviourPolicy:
+        return self.behaviour
 
-    def flush_train_metrics(self) -> None:
-        stats, losses = self._pending_train_stats, self._pending_losses
-        if not stats and not losses and self.progress.last_log_t == self.progress.t_env:
-            return
-        row: dict[str, float] = {
-            "train/episodes": float(self.progress.episodes),
-            "train/updates": float(self.progress.updates),
-            "train/alpha": float(self.cfg.alpha) if self.cfg.soft_target else 0.0,
-        }
+    def extra_train_metrics(self) -> dict[str, float]:
+        row = {"train/alpha": float(self.cfg.alpha) if self.cfg.soft_target else 0.0}
         if self.cfg.behaviour is Behaviour.eps_greedy:
             row["train/epsilon"] = self.epsilon(self.progress.t_env)
-        timing = self.timing
-        if timing.collect_env_steps:
-            row["perf/collect_seconds_per_100_steps"] = 100 * timing.collect_seconds / timing.collect_env_steps
-        if timing.updates:
-            row["perf/seconds_per_update"] = timing.update_seconds / timing.updates
-        returns = [r for s in stats for r in s.returns]
-        if returns:
-            row["train/return_mean"] = float(np.mean(returns))
-            row["train/ep_length_mean"] = float(np.mean([x for s in stats for x in s.lengths]))
-            row["train/battle_won_mean"] = float(np.mean([x for s in stats for x in s.battle_won]))
-        if losses:
-            for key in losses[-1]:
-                row[key] = float(np.mean([d[key] for d in losses if key in d]))
-        self.log_env_metrics(row)
-        stats.clear()
-        losses.clear()
-        self.progress.last_log_t = self.progress.t_env
-
-    @torch.no_grad()
-    def run_test(self) -> dict[str, float]:
-        """Greedy episodes (argmax of raw Q_i); they do not advance t_env."""
-        if self.test_collector is None:
-            raise RuntimeError("call attach_envs(...) before testing")
-        started = time.perf_counter()
-        rounds = max(1, math.ceil(self.schedule.test_nepisode / self.test_collector.n_envs))
-        returns, won = [], []
-        for _ in range(rounds):
-            _, stats = self.test_collector.collect(self.behaviour, explore=False)
-            returns += stats.returns
-            won += stats.battle_won
-        result = {
-            "test/return_mean": float(np.mean(returns)),
-            "test/return_std": float(np.std(returns)),
-            "test/battle_won_mean": float(np.mean(won)),
-            "test/episodes": float(len(returns)),
-        }
-        self.progress.last_test_t = self.progress.t_env
-        self.timing.test_seconds += time.perf_counter() - started
-        self.test_history.append(
-            {"env_step": float(self.progress.t_env), **result, "returns": returns, "battle_won": won}
-        )
-        self.log_env_metrics(result)
-        return result
-
-    # ------------------------------------------------------------------ checkpoints
-    def configure_checkpointing(self, checkpoint_dir: Path, save_buffer: bool) -> None:
-        self.checkpoint_dir, self.save_buffer = checkpoint_dir, save_buffer
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Everything beyond weights and optimizers that a resume needs to continue the same run.
-
-        Lightning's loop counters are dropped: the run's position is `progress` (env steps), the
-        whole run is one epoch over an endless stream, and a restored mid-epoch loop state would
-        end the resumed epoch at once.
-        """
-        checkpoint.pop("loops", None)
-        checkpoint["progress"] = self.progress.state_dict()
-        checkpoint["test_history"] = list(self.test_history)
-        checkpoint["pending"] = {
-            "stats": [asdict(stats) for stats in self._pending_train_stats],
-            "losses": list(self._pending_losses),
-        }
-        checkpoint["rng"] = checkpointing.capture_rng_state()
-        if self.train_collector is not None:
-            checkpoint["collector"] = self.train_collector.state_dict()
-        checkpoint["buffer_stamp"] = None
-        if self.save_buffer and self.buffer is not None and self.checkpoint_dir is not None:
-            checkpointing.save_buffer(self.buffer, self.checkpoint_dir / checkpointing.BUFFER_FILE, self.progress.t_env)
-            checkpoint["buffer_stamp"] = self.progress.t_env
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.progress.load_state_dict(checkpoint.get("progress", {}))
-        self.test_history = list(checkpoint.get("test_history", []))
-        pending = checkpoint.get("pending", {"stats": [], "losses": []})
-        self._pending_train_stats[:] = [CollectStats(**stats) for stats in pending["stats"]]
-        self._pending_losses[:] = pending["losses"]
-        self._rng_to_restore = checkpoint.get("rng")
-        if self.train_collector is not None and "collector" in checkpoint:
-            self.train_collector.load_state_dict(checkpoint["collector"])
-        self._buffer_stamp_to_load = checkpoint.get("buffer_stamp")
-
-    def _restore_resumed_state(self) -> None:
-        """Called when the stream starts: after Lightning has built its iterators (which draw from
-        the torch RNG), so the restored RNG continues exactly where the checkpointed run stopped."""
-        if self._buffer_stamp_to_load is not None and self.buffer is not None and self.checkpoint_dir is not None:
-            checkpointing.load_buffer(
-                self.buffer, self.checkpoint_dir / checkpointing.BUFFER_FILE, self._buffer_stamp_to_load
-            )
-            self._buffer_stamp_to_load = None
-        if self._rng_to_restore is not None:
-            checkpointing.restore_rng_state(self._rng_to_restore)
-            self._rng_to_restore = None
+        return row
