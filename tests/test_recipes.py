@@ -16,8 +16,8 @@ from softqmix.train import CONF_DIR
 RECIPES = group_options(CONF_DIR, "experiment")
 # Paper grids: (runs, keys swept). ALGORITHM.md §6-§8 and the paper's §5.2-§5.4.
 GRIDS = {
-    "paper_mpe": (3 * 4 * 5, {"env", "algo", "seed"}),
-    "paper_smacv2": (6 * 2 * 5, {"env", "algo", "seed"}),
+    "paper_mpe": (3 * 5 * 5, {"env", "algo", "seed"}),
+    "paper_smacv2": (6 * 3 * 5, {"env", "algo", "seed"}),
     "paper_ablation": (3 * 4 * 3, {"env", "ablation", "seed"}),
 }
 
@@ -52,14 +52,13 @@ def test_every_job_of_the_recipe_composes_and_validates(compose_train, recipe: s
         assert {item.split("=")[0] for item in jobs[0]} == keys
 
 
-def test_paper_mpe_runs_qmix_once_and_soft_qmix_at_three_alphas(compose_train) -> None:
+def test_paper_mpe_runs_each_method_once_with_the_mpe_settings(compose_train) -> None:
     methods = set()
     for job in sweep_overrides("paper_mpe"):
         algo = compose_train(["experiment=paper_mpe", *job]).algo
-        methods.add((algo.name, algo.alpha if algo.name == "soft_qmix" else None, algo.batch_size))
-    assert methods == {
-        ("qmix", None, 800),
-        ("soft_qmix", 0.005, 800),
-        ("soft_qmix", 0.01, 800),
-        ("soft_qmix", 0.03, 800),
-    }
+        if algo.name == "mappo":
+            methods.add(("mappo", None, None))
+        else:
+            methods.add((algo.name, algo.alpha if algo.name == "soft_qmix" else None, algo.batch_size))
+    vf = {("qmix", None), ("soft_qmix", 0.005), ("soft_qmix", 0.01), ("soft_qmix", 0.03)}
+    assert methods == {(name, alpha, 800) for name, alpha in vf} | {("mappo", None, None)}

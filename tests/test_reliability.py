@@ -195,7 +195,7 @@ def _cli(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["algo=qmx"], "valid options: iql, qmix, soft_qmix, soft_qmix_alpha/0.005, soft_qmix_alpha/0.01"),
+        (["algo=qmx"], "valid options: iql, mappo, paper_mpe/mappo, paper_mpe/qmix"),
         (["env=matrix/nope"], "unknown env 'matrix/nope'; valid options: matrix/nonmonotonic"),
         (["ablation=entropi"], "valid options: entropy, full, function_f, no_abs, qmix, release"),
         (["algo.td_lamda=0.3"], "td_lamda"),

@@ -34,11 +34,17 @@ class Behaviour(str, Enum):
 
 
 @dataclass
-class AlgoConfig:
-    """One value-factorisation learner; the switches of ALGORITHM.md §8 select the variant."""
+class LearnerConfig:
+    """Fields every learner has; each algorithm family extends it (softqmix.algos.registry)."""
 
     name: str = MISSING
     variant: str = "default"  # set by an ablation bundle; names the run and its results row
+
+
+@dataclass
+class AlgoConfig(LearnerConfig):
+    """One value-factorisation learner; the switches of ALGORITHM.md §8 select the variant."""
+
     mixer: Mixer = Mixer.qmix
     behaviour: Behaviour = Behaviour.eps_greedy
     soft_target: bool = False  # soft TD(lambda) with next actions sampled from the policy
@@ -73,6 +79,33 @@ class AlgoConfig:
     mixing_embed_dim: int = 32
     hypernet_embed: int = 64
     g_hidden: int = 16  # ALGORITHM.md §9.4: mixing_embed_dim // 2 in the released code
+
+
+@dataclass
+class MAPPOConfig(LearnerConfig):
+    """MAPPO (Yu et al., 2022) with the settings of PAPER.txt Appendix J and the MAPPO code's defaults."""
+
+    name: str = "mappo"
+    actor_lr: float = 5e-4
+    critic_lr: float = 1e-3
+    adam_eps: float = 1e-5
+    linear_lr_decay: bool = True  # both learning rates fall linearly to 0 at t_max
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2  # PPO ratio clip, also the value clip
+    ppo_epochs: int = 5
+    num_mini_batch: int = 1
+    chunk_length: int = 8  # recurrent policy trained on chunks of this many steps
+    rollout_episodes: int = 8  # episodes per on-policy rollout (the paper's 8 envs)
+    entropy_coef: float = 0.01
+    value_loss_coef: float = 1.0
+    huber_delta: float | None = 10.0  # null: squared error
+    use_valuenorm: bool = True
+    use_adv_norm: bool = True
+    grad_norm_clip: float = 10.0
+    rnn_hidden_dim: int = 64
+    critic_hidden_dim: int = 64
+    obs_agent_id: bool = True
 
 
 @dataclass
@@ -266,7 +299,7 @@ class CheckpointConfig:
 class TrainConfig:
     """A whole run: which learner on which env for how long, and where it reports."""
 
-    algo: AlgoConfig = MISSING
+    algo: LearnerConfig = MISSING
     env: EnvConfig = MISSING
     logger: LoggerConfig = MISSING
     trainer: TrainerConfig = MISSING
@@ -286,6 +319,9 @@ class TrainConfig:
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
+
+# Learners whose config is not the value-factorisation AlgoConfig, by algo.name.
+ALGO_SCHEMAS: dict[str, type[LearnerConfig]] = {"mappo": MAPPOConfig}
 
 ENV_SCHEMAS: dict[str, type[EnvConfig]] = {
     "matrix": MatrixEnvConfig,
@@ -310,7 +346,7 @@ def validate_config(cfg: DictConfig) -> None:
     except OmegaConfBaseException as exc:
         raise ConfigError(f"in the top-level config: {_one_line(exc)}") from exc
     for key, schema in (
-        ("algo", AlgoConfig),
+        ("algo", ALGO_SCHEMAS.get(str(cfg.algo.get("name")), AlgoConfig)),
         ("env", ENV_SCHEMAS[family]),
         ("logger", LoggerConfig),
         ("trainer", TrainerConfig),
@@ -326,6 +362,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="schema", name="algo", node=AlgoConfig)
+    cs.store(group="schema", name="algo_mappo", node=MAPPOConfig)
     cs.store(group="schema", name="env_matrix", node=MatrixEnvConfig)
     cs.store(group="schema", name="env_mpe", node=MPEEnvConfig)
     cs.store(group="schema", name="env_smacv2", node=SMACv2EnvConfig)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from softqmix.algos.value_factorisation import ValueFactorisation
+from softqmix.algos.learner_base import EnvLearner
+from softqmix.algos.registry import learner_class
 from softqmix.checkpointing import checkpoint_env_step, checkpoint_path
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import env_factory, make_env
@@ -22,28 +23,28 @@ from softqmix.outputs import write_json
 from softqmix.train import CONF_DIR
 
 
-def load_run(run_dir: Path) -> tuple[DictConfig, ValueFactorisation, int]:
+def load_run(run_dir: Path) -> tuple[DictConfig, EnvLearner, int]:
     """The run's config and its learner restored from checkpoints/last.ckpt."""
     ckpt = checkpoint_path(run_dir)
     if not (run_dir / "config.yaml").exists() or not ckpt.exists():
         raise ConfigError(f"run={run_dir}: expected config.yaml and {ckpt}; give a run dir written by train.py")
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    module = ValueFactorisation.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    module = learner_class(str(cfg.algo.name)).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
     module.eval()
     step = checkpoint_env_step(ckpt)
     return cfg, module, step
 
 
 @torch.no_grad()
-def render_episode(module: ValueFactorisation, env: Any, seed: int) -> list[np.ndarray]:
+def render_episode(module: EnvLearner, env: Any, seed: int) -> list[np.ndarray]:
     """Frames of one greedy episode (argmax of the raw Q_i), rendered by the env in rgb_array mode."""
     first = env.reset(seed=seed)
     frames = [env.render()]
-    hidden = module.behaviour.initial_hidden(1)
+    hidden = module.actor.initial_hidden(1)
     last = torch.full((1, env.info().n_agents), -1, dtype=torch.long)
     current = first
     for _ in range(env.info().episode_limit):
-        actions, hidden = module.behaviour.act(
+        actions, hidden = module.actor.act(
             torch.as_tensor(current.obs[None], dtype=torch.float32),
             torch.as_tensor(current.state[None], dtype=torch.float32),
             torch.as_tensor(current.avail[None], dtype=torch.float32),

@@ -18,7 +18,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
 from softqmix.algos.learner_base import RunSchedule
-from softqmix.algos.value_factorisation import ValueFactorisation
+from softqmix.algos.registry import make_learner
 from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_env_step, checkpoint_path
 from softqmix.config import register_configs, validate_config
 from softqmix.data.collector import EpisodeCollector
@@ -26,7 +26,7 @@ from softqmix.envs import env_factory, make_env
 from softqmix.envs.pool import EnvPool
 from softqmix.envs.registry import check_env_requirements
 from softqmix.errors import ConfigError, EnvContractError, TrainingDiverged, UserError
-from softqmix.eval.matrix_report import format_matrix_report, matrix_game_report
+from softqmix.eval.matrix_report import format_matrix_report, matrix_game_report, matrix_policy_report
 from softqmix.eval.progress import EnvStepProgressBar
 from softqmix.eval.schedule import GreedyEvaluation
 from softqmix.outputs import build_loggers, git_commit, package_versions, write_json
@@ -131,7 +131,7 @@ def _fit(
         test_nepisode=cfg.test_nepisode,
         log_interval=cfg.log_interval,
     )
-    module = ValueFactorisation(cfg.algo, info, cfg.env.obs_last_action, schedule)
+    module = make_learner(cfg.algo, info, cfg.env.obs_last_action, schedule)
     module.attach_envs(collector, test_collector, overlap_seed=cfg.seed + 1 if test_collector is not None else None)
     module.configure_checkpointing(checkpoint_path(run_dir).parent, cfg.checkpoint.save_buffer)
     resume_step = None
@@ -201,7 +201,9 @@ def _fit(
         write_json(run_dir / "preempted.json", summary)
         return summary
     if cfg.env.family == "matrix":
-        report = matrix_game_report(module, make_env(cfg.env))
+        # value learners report their joint value; policy-gradient learners only their policies
+        reporter = matrix_game_report if hasattr(module, "mixer") else matrix_policy_report
+        report = reporter(module, make_env(cfg.env))
         summary["matrix_game"] = report
         if cfg.print_report:
             print(format_matrix_report(report, [list(r) for r in cfg.env.payoff], cfg.env.action_names))

@@ -40,6 +40,11 @@ class EpisodeBatch:
         return EpisodeBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     @classmethod
+    def concat(cls, batches: list[EpisodeBatch]) -> EpisodeBatch:
+        """Episodes of several collection rounds in one batch (same env, so the same T)."""
+        return cls(**{f.name: torch.cat([getattr(b, f.name) for b in batches]) for f in fields(cls)})
+
+    @classmethod
     def zeros(cls, n_episodes: int, info: EnvInfo) -> EpisodeBatch:
         b, t, n = n_episodes, info.episode_limit, info.n_agents
         return cls(

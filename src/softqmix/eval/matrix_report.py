@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from softqmix.algos.action_selection import epsilon_greedy_probs, greedy_actions
+from softqmix.algos.action_selection import epsilon_greedy_probs, greedy_actions, masked_logits
 from softqmix.config import Behaviour, Mixer
 
 
@@ -51,17 +51,35 @@ def matrix_game_report(module: Any, env: Any) -> dict[str, Any]:
     }
 
 
+@torch.no_grad()
+def matrix_policy_report(module: Any, env: Any) -> dict[str, Any]:
+    """For learners without a joint value (MAPPO): each agent's policy and greedy action."""
+    first = env.reset(seed=None)
+    n = env.info().n_agents
+    device = module.device
+    obs = torch.as_tensor(first.obs, dtype=torch.float32, device=device).unsqueeze(0)
+    avail = torch.as_tensor(first.avail, dtype=torch.float32, device=device).unsqueeze(0)
+    last = torch.full((1, n), -1, dtype=torch.long, device=device)
+    actor = module.actor
+    logits, _ = actor.policy.step(actor.inputs(obs, last), actor.initial_hidden(1))
+    probs = torch.softmax(masked_logits(logits, avail), dim=-1)[0]
+    greedy = greedy_actions(logits, avail)[0]
+    return {"q_tot": None, "greedy_actions": greedy.cpu().tolist(), "policy_probs": probs.cpu().tolist()}
+
+
 def format_matrix_report(report: dict[str, Any], payoff: list[list[float]], names: list[str] | None) -> str:
     """Plain-text rendering in the layout of the paper's Table 2."""
     n_actions = len(payoff)
     names = names or [chr(ord("A") + i) for i in range(n_actions)]
     width = 8
-    lines = ["Learned Q_tot (rows: agent 1, columns: agent 2)   [payoff]"]
-    lines.append(" " * 6 + "".join(f"{name:>{width}}" for name in names))
-    for i, row in enumerate(report["q_tot"]):
-        cells = "".join(f"{v:>{width}.2f}" for v in row)
-        pay = ", ".join(f"{p:g}" for p in payoff[i])
-        lines.append(f"{names[i]:>6}{cells}   [{pay}]")
+    lines = []
+    if report["q_tot"] is not None:
+        lines.append("Learned Q_tot (rows: agent 1, columns: agent 2)   [payoff]")
+        lines.append(" " * 6 + "".join(f"{name:>{width}}" for name in names))
+        for i, row in enumerate(report["q_tot"]):
+            cells = "".join(f"{v:>{width}.2f}" for v in row)
+            pay = ", ".join(f"{p:g}" for p in payoff[i])
+            lines.append(f"{names[i]:>6}{cells}   [{pay}]")
     for agent, (probs, greedy) in enumerate(zip(report["policy_probs"], report["greedy_actions"], strict=True)):
         dist = "  ".join(f"P({names[a]})={p:.3f}" for a, p in enumerate(probs))
         lines.append(f"agent {agent + 1}: greedy {names[greedy]}   training policy {dist}")

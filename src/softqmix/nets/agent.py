@@ -57,6 +57,19 @@ class RNNAgent(nn.Module):
         q = self.fc2(h)
         return q.reshape(b, n, t, -1).permute(0, 2, 1, 3)
 
+    def unroll_with_hidden(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like `unroll`, also returning the hidden state after each step [B, T, n, H]."""
+        b, t, n, d = inputs.shape
+        x = F.relu(self.fc1(inputs.permute(0, 2, 1, 3).reshape(b * n, t, d)))
+        h, _ = self.rnn(x)
+        out = self.fc2(h).reshape(b, n, t, -1).permute(0, 2, 1, 3)
+        return out, h.reshape(b, n, t, -1).permute(0, 2, 1, 3)
+
+    def unroll_sequences(self, inputs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """inputs [N, L, d] from hidden states [N, H] -> outputs [N, L, A] (recurrent data chunks)."""
+        h, _ = self.rnn(F.relu(self.fc1(inputs)), hidden.unsqueeze(0))
+        return self.fc2(h)
+
     def step(self, inputs: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """inputs [E, n, d], hidden [E*n, H] -> Q [E, n, A], new hidden."""
         e, n, d = inputs.shape
