@@ -16,8 +16,8 @@ from softqmix.train import CONF_DIR
 RECIPES = group_options(CONF_DIR, "experiment")
 # Paper grids: (runs, keys swept). ALGORITHM.md §6-§8 and the paper's §5.2-§5.4.
 GRIDS = {
-    "paper_mpe": (3 * 5 * 5, {"env", "algo", "seed"}),
-    "paper_smacv2": (6 * 3 * 5, {"env", "algo", "seed"}),
+    "paper_mpe": (3 * 6 * 5, {"env", "algo", "seed"}),
+    "paper_smacv2": (6 * 4 * 5, {"env", "algo", "seed"}),
     "paper_ablation": (3 * 4 * 3, {"env", "ablation", "seed"}),
 }
 
@@ -56,9 +56,9 @@ def test_paper_mpe_runs_each_method_once_with_the_mpe_settings(compose_train) ->
     methods = set()
     for job in sweep_overrides("paper_mpe"):
         algo = compose_train(["experiment=paper_mpe", *job]).algo
-        if algo.name == "mappo":
-            methods.add(("mappo", None, None))
+        if algo.name in ("mappo", "fop"):
+            methods.add((algo.name, None, None))
         else:
             methods.add((algo.name, algo.alpha if algo.name == "soft_qmix" else None, algo.batch_size))
     vf = {("qmix", None), ("soft_qmix", 0.005), ("soft_qmix", 0.01), ("soft_qmix", 0.03)}
-    assert methods == {(name, alpha, 800) for name, alpha in vf} | {("mappo", None, None)}
+    assert methods == {(name, alpha, 800) for name, alpha in vf} | {("mappo", None, None), ("fop", None, None)}

@@ -18,6 +18,7 @@ ALGOS = {
     "qmix": ["algo.batch_size=2", "algo.buffer_size=8"],
     "soft_qmix": ["algo.batch_size=2", "algo.buffer_size=8"],
     "mappo": ["algo.rollout_episodes=4", "algo.ppo_epochs=2"],
+    "fop": ["algo.batch_size=2", "algo.buffer_size=8", "algo.burn_in_episodes=2"],
 }
 ENVS = {  # env config, t_max
     "matrix/nonmonotonic": 40,
@@ -51,5 +52,5 @@ def test_tiny_run(compose_train, tmp_path: Path, monkeypatch, algo: str, env: st
     assert all(math.isfinite(t["test/return_mean"]) for t in summary["tests"])
     assert (summary["final_test_battle_won"] is not None) == env.startswith(("smax/", "smacv2/"))
     restored = learner_class(algo).load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    assert type(restored).__name__ == ("MAPPO" if algo == "mappo" else "ValueFactorisation")
+    assert type(restored).__name__ == {"mappo": "MAPPO", "fop": "FOP"}.get(algo, "ValueFactorisation")
     assert restored.progress.t_env == summary["env_steps"]  # the checkpoint carries the run's position

@@ -108,6 +108,43 @@ class MAPPOConfig(LearnerConfig):
     obs_agent_id: bool = True
 
 
+class FOPTarget(str, Enum):
+    code = "code"  # the authors' code: hard TD(lambda) on Q_tot, then - alpha * mean_i log pi_i(a'_{t+1}) once
+    soft_td_lambda = "soft_td_lambda"  # the soft target of the maths: entropy of the joint policy inside TD(lambda)
+
+
+@dataclass
+class FOPConfig(LearnerConfig):
+    """FOP (Zhang et al., 2021) as in the authors' code, docs/algorithms/fop.md; PAPER.txt Appendix J settings."""
+
+    name: str = "fop"
+    actor_lr: float = 5e-4
+    critic_lr: float = 5e-4
+    rmsprop_alpha: float = 0.99
+    rmsprop_eps: float = 1e-5
+    grad_norm_clip: float = 10.0
+    gamma: float = 0.99
+    td_lambda: float = 0.4  # PAPER.txt Appendix J; the authors' FOP code uses 0.8
+    target: FOPTarget = FOPTarget.code
+    alpha_start: float = 0.5  # temperature, annealed linearly (the code: max(0.05, 0.5 - t/2e5))
+    alpha_finish: float = 0.05
+    alpha_anneal_time: int = 90_000  # env steps from alpha_start to alpha_finish
+    epsilon_start: float = 1.0  # exploration floor mixed into the sampled policy (multinomial selector)
+    epsilon_finish: float = 0.05
+    epsilon_anneal_time: int = 50_000
+    buffer_size: int = 5000  # episodes
+    batch_size: int = 32
+    burn_in_episodes: int = 100  # no update before the buffer holds this many episodes
+    updates_per_collect: int = 4  # the code updates once per episode; 4 envs give 4 episodes per collection
+    target_update_interval: int = 200  # episodes between hard target copies
+    n_heads: int = 4  # lambda heads of the mixer
+    mixing_embed_dim: int = 32  # hidden width of the mixer's V(s)
+    rnn_hidden_dim: int = 64  # actor
+    critic_hidden_dim: int = 64
+    twin_critics: bool = True  # two critics and mixers, the minimum in targets and the policy loss
+    obs_agent_id: bool = True
+
+
 @dataclass
 class EnvConfig:
     """Fields every env family has; each family extends it."""
@@ -321,7 +358,7 @@ def _one_line(exc: Exception) -> str:
 
 
 # Learners whose config is not the value-factorisation AlgoConfig, by algo.name.
-ALGO_SCHEMAS: dict[str, type[LearnerConfig]] = {"mappo": MAPPOConfig}
+ALGO_SCHEMAS: dict[str, type[LearnerConfig]] = {"mappo": MAPPOConfig, "fop": FOPConfig}
 
 ENV_SCHEMAS: dict[str, type[EnvConfig]] = {
     "matrix": MatrixEnvConfig,
@@ -363,6 +400,7 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="schema", name="algo", node=AlgoConfig)
     cs.store(group="schema", name="algo_mappo", node=MAPPOConfig)
+    cs.store(group="schema", name="algo_fop", node=FOPConfig)
     cs.store(group="schema", name="env_matrix", node=MatrixEnvConfig)
     cs.store(group="schema", name="env_mpe", node=MPEEnvConfig)
     cs.store(group="schema", name="env_smacv2", node=SMACv2EnvConfig)

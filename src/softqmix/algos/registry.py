@@ -11,11 +11,15 @@ from softqmix.envs.base import EnvInfo
 
 
 def learner_class(algo_name: str) -> type[EnvLearner]:
-    """MAPPO for `mappo`; every other name is a value-factorisation config (IQL ... Soft-QMIX)."""
+    """MAPPO for `mappo`, FOP for `fop`; every other name is a value-factorisation config (IQL ... Soft-QMIX)."""
     if algo_name == "mappo":
         from softqmix.algos.mappo import MAPPO
 
         return MAPPO
+    if algo_name == "fop":
+        from softqmix.algos.fop import FOP
+
+        return FOP
     from softqmix.algos.value_factorisation import ValueFactorisation
 
     return ValueFactorisation

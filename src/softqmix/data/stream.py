@@ -75,6 +75,7 @@ class ReplayStream(IterableDataset):
         generator: torch.Generator | None = None,
         timing: Timing | None = None,
         collection_actor: Actor | None = None,
+        min_episodes: int = 0,
     ) -> None:
         super().__init__()
         self.collector, self.buffer, self.actor = collector, buffer, actor
@@ -85,6 +86,7 @@ class ReplayStream(IterableDataset):
         self.generator = generator
         self.timing = timing or Timing()
         self.collection_actor = collection_actor
+        self.min_episodes = min_episodes  # burn-in: no batch before the buffer holds this many episodes
 
     def _collect(self, actor: Actor) -> tuple[EpisodeBatch, CollectStats, float]:
         started = time.perf_counter()
@@ -150,6 +152,6 @@ class ReplayStream(IterableDataset):
             self.progress.episodes += len(stats.returns)
             if self.on_collect is not None:
                 self.on_collect(stats)
-            if self.buffer.can_sample(self.batch_size):
+            if self.buffer.can_sample(max(self.batch_size, self.min_episodes)):
                 for _ in range(self.updates_per_collect):
                     yield self.buffer.sample(self.batch_size, self.generator)

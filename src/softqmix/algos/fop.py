@@ -1,0 +1,255 @@
+"""FOP (Zhang et al., ICML 2021): factorised max-entropy policies with a λ-weighted joint soft value.
+
+The maths and every choice below are in docs/algorithms/fop.md, which follows the authors' public
+code: a recurrent actor shared by the agents (softmax policy), twin per-agent soft Q critics on
+observation + agent id, twin FOPMixers, a temperature α annealed from 0.5 to 0.05, the actor trained
+towards exp(Q_i/α) (discrete SAC), targets from next actions sampled from the current policy, hard
+target copies every 200 episodes, RMSprop, a 100-episode burn-in.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from softqmix.algos.action_selection import LinearSchedule, greedy_actions, masked_logits
+from softqmix.algos.learner_base import EnvLearner, RunSchedule
+from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
+from softqmix.config import FOPConfig, FOPTarget
+from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
+from softqmix.data.collector import EpisodeCollector
+from softqmix.data.stream import ReplayStream
+from softqmix.envs.base import EnvInfo
+from softqmix.errors import ConfigError
+from softqmix.nets.agent import RNNAgent, agent_input_dim, build_agent_inputs
+from softqmix.nets.fop_mixer import FOPMixer
+
+
+def to_fop_config(algo: FOPConfig | DictConfig | dict[str, Any]) -> FOPConfig:
+    if isinstance(algo, FOPConfig):
+        return algo
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(FOPConfig), algo))  # type: ignore[return-value]
+
+
+def exploring_policy(logits: torch.Tensor, avail: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Softmax over the available actions, mixed with ε of the uniform distribution over them."""
+    probs = torch.softmax(masked_logits(logits, avail), dim=-1)
+    uniform = avail / avail.sum(-1, keepdim=True).clamp(min=1.0)
+    return (1.0 - epsilon) * probs + epsilon * uniform
+
+
+class FOPActor:
+    """Samples from the exploring policy during training, takes the argmax of π_i in tests."""
+
+    def __init__(self, policy: RNNAgent, obs_agent_id: bool, obs_last_action: bool, n_actions: int, n_agents: int):
+        self.policy, self.n_actions, self.n_agents = policy, n_actions, n_agents
+        self.obs_agent_id, self.obs_last_action = obs_agent_id, obs_last_action
+        self.epsilon_at = lambda: 0.0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.policy.parameters()).device
+
+    def inputs(self, obs: torch.Tensor, last_actions: torch.Tensor) -> torch.Tensor:
+        return build_agent_inputs(
+            obs, last_actions if self.obs_last_action else None, self.n_actions, self.obs_agent_id
+        )
+
+    def initial_hidden(self, n_envs: int) -> torch.Tensor:
+        return self.policy.initial_hidden(n_envs * self.n_agents, device=self.device)
+
+    @torch.no_grad()
+    def act(self, obs, state, avail, last_actions, hidden, explore):  # type: ignore[no-untyped-def]
+        device = self.device
+        avail = avail.to(device)
+        logits, hidden = self.policy.step(self.inputs(obs.to(device), last_actions.to(device)), hidden)
+        if not explore:
+            return greedy_actions(logits, avail), hidden
+        probs = exploring_policy(logits, avail, self.epsilon_at())
+        actions = torch.multinomial(probs.reshape(-1, self.n_actions), 1).view(probs.shape[:-1])
+        return actions, hidden
+
+
+class FOP(EnvLearner):
+    """FOP's actor, twin critics and mixers on the shared replay machinery."""
+
+    divergence_hint = "lower algo.actor_lr / algo.critic_lr, or check the env's rewards"
+
+    def __init__(
+        self,
+        algo: FOPConfig | DictConfig | dict[str, Any],
+        env_info: EnvInfo | dict[str, Any],
+        obs_last_action: bool,
+        schedule: RunSchedule | dict[str, int],
+    ) -> None:
+        super().__init__(env_info, schedule)
+        self.cfg = cfg = to_fop_config(algo)
+        info = self.env_info
+        if cfg.batch_size > cfg.buffer_size:
+            raise ConfigError(f"algo.batch_size ({cfg.batch_size}) exceeds algo.buffer_size ({cfg.buffer_size})")
+        if info.state_dim == 0:
+            raise ConfigError("FOP's mixer needs a global state, and this env has none (state_dim=0)")
+        self.obs_last_action = obs_last_action
+        self.save_hyperparameters(
+            {
+                "algo": OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True),
+                "env_info": asdict(info),
+                "obs_last_action": obs_last_action,
+                "schedule": asdict(self.schedule),
+            }
+        )
+        self.automatic_optimization = False
+        n, a = info.n_agents, info.n_actions
+        self.policy = RNNAgent(
+            agent_input_dim(info.obs_dim, n, a, obs_last_action, cfg.obs_agent_id), cfg.rnn_hidden_dim, a
+        )
+        critic_in = info.obs_dim + (n if cfg.obs_agent_id else 0)
+        n_critics = 2 if cfg.twin_critics else 1
+        h = cfg.critic_hidden_dim
+        self.critics = nn.ModuleList(
+            nn.Sequential(nn.Linear(critic_in, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, a))
+            for _ in range(n_critics)
+        )
+        self.mixers = nn.ModuleList(
+            FOPMixer(n, a, info.state_dim, cfg.n_heads, cfg.mixing_embed_dim) for _ in range(n_critics)
+        )
+        self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
+        self.target_mixers = copy.deepcopy(self.mixers).requires_grad_(False)
+        self.alpha = LinearSchedule(cfg.alpha_start, cfg.alpha_finish, cfg.alpha_anneal_time)
+        self.epsilon = LinearSchedule(cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time)
+        self._actor = FOPActor(self.policy, cfg.obs_agent_id, obs_last_action, a, n)
+        self._actor.epsilon_at = lambda: self.epsilon(self.progress.t_env)
+
+    @property
+    def actor(self) -> FOPActor:
+        return self._actor
+
+    def attach_envs(
+        self, train: EpisodeCollector, test: EpisodeCollector | None = None, overlap_seed: int | None = None, **_: Any
+    ) -> None:
+        if overlap_seed is not None:
+            raise ConfigError("pool.overlap_learning=true is not implemented for FOP; set it false")
+        super().attach_envs(train, test)
+        self.buffer = EpisodeBuffer(self.cfg.buffer_size, self.env_info)
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        if self.train_collector is None or self.buffer is None:
+            raise RuntimeError("call attach_envs(...) before fitting")
+        stream = ReplayStream(
+            collector=self.train_collector,
+            buffer=self.buffer,
+            actor=self.actor,
+            progress=self.progress,
+            batch_size=self.cfg.batch_size,
+            updates_per_collect=self.cfg.updates_per_collect,
+            t_max=self.schedule.t_max,
+            on_collect=self._pending_train_stats.append,
+            on_start=self.restore_resumed_state,
+            should_stop=lambda: self.stop_signal is not None,
+            timing=self.timing,
+            min_episodes=self.cfg.burn_in_episodes,
+        )
+        return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=0)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        cfg = self.cfg
+        make = lambda params, lr: torch.optim.RMSprop(params, lr=lr, alpha=cfg.rmsprop_alpha, eps=cfg.rmsprop_eps)  # noqa: E731
+        return [
+            make(self.policy.parameters(), cfg.actor_lr),
+            *(
+                make([*critic.parameters(), *mixer.parameters()], cfg.critic_lr)
+                for critic, mixer in zip(self.critics, self.mixers, strict=True)
+            ),
+        ]
+
+    # ------------------------------------------------------------------ learning
+    def _critic_inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        return build_agent_inputs(obs, None, self.env_info.n_actions, self.cfg.obs_agent_id)
+
+    def soft_values(self, q: torch.Tensor, alpha: float) -> torch.Tensor:
+        """V_i = α log Σ_a exp(Q_i(a)/α), over all actions as in the authors' code."""
+        return alpha * torch.logsumexp(q / alpha, dim=-1)
+
+    def compute_losses(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
+        cfg, n_actions = self.cfg, self.env_info.n_actions
+        alpha = self.alpha(self.progress.t_env)
+        mask = batch.filled.clone()
+        mask[:, 1:] = mask[:, 1:] * (1 - batch.terminated[:, :-1])
+        agent_mask = mask.unsqueeze(-1).expand(-1, -1, self.env_info.n_agents)
+        first = torch.full_like(batch.actions[:, :1], -1)
+        logits = self.policy.unroll(self.actor.inputs(batch.obs, torch.cat([first, batch.actions], dim=1)))
+        log_pi = torch.log_softmax(masked_logits(logits, batch.avail), dim=-1)  # [B, T+1, n, A]
+        pi = log_pi.exp()
+        critic_in = self._critic_inputs(batch.obs)
+        qs = [critic(critic_in) for critic in self.critics]  # each [B, T+1, n, A]
+
+        # Actor: E_a~π [α log π − min_k Q_k] per agent (discrete SAC); the critics are held fixed.
+        q_min = torch.stack(qs).min(0).values.detach()
+        per_agent = (pi * (alpha * log_pi.clamp(min=-1e4) - q_min)).sum(-1)[:, :-1]
+        out: dict[str, torch.Tensor] = {"loss/policy": (per_agent * agent_mask).sum() / agent_mask.sum()}
+
+        with torch.no_grad():
+            next_actions = torch.multinomial(pi.reshape(-1, n_actions), 1).view(pi.shape[:-1])  # a' ~ π
+            log_pi_next = log_pi.gather(-1, next_actions.unsqueeze(-1)).squeeze(-1)  # [B, T+1, n]
+            target_tots = []
+            for critic, mixer in zip(self.target_critics, self.target_mixers, strict=True):
+                q_bar = critic(critic_in)
+                taken = q_bar.gather(-1, next_actions.unsqueeze(-1)).squeeze(-1)
+                target_tots.append(mixer(taken, self.soft_values(q_bar, alpha), batch.state, next_actions, n_actions))
+            target_tot = torch.stack(target_tots).min(0).values  # [B, T+1]
+            if cfg.target is FOPTarget.code:
+                y = td_lambda_targets(batch.reward, batch.terminated, mask, target_tot, cfg.gamma, cfg.td_lambda)
+                y = y - alpha * log_pi_next[:, 1:].mean(-1) * mask
+            else:
+                entropy = -log_pi_next.sum(-1)
+                y = soft_td_lambda_targets(
+                    batch.reward, batch.terminated, mask, target_tot, entropy, cfg.gamma, cfg.td_lambda, alpha
+                )
+
+        for k, (q, mixer) in enumerate(zip(qs, self.mixers, strict=True), start=1):
+            taken = q[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+            values = self.soft_values(q[:, :-1], alpha)
+            q_tot = mixer(taken, values, batch.state[:, :-1], batch.actions, n_actions)
+            out[f"loss/critic{k}"] = (0.5 * (q_tot - y).pow(2) * mask).sum() / mask.sum()
+            if k == 1:
+                out["train/q_taken_mean"] = ((q_tot * mask).sum() / mask.sum()).detach()
+        out["train/target_mean"] = (y * mask).sum() / mask.sum()
+        out["train/entropy"] = (-(pi * log_pi.clamp(min=-1e4)).sum(-1)[:, :-1] * agent_mask).sum() / agent_mask.sum()
+        return out
+
+    def training_step(self, dataloader_iter: Iterator[tuple[EpisodeBatch, int, int]]) -> None:
+        batch, _, _ = next(dataloader_iter)
+        started = time.perf_counter()
+        batch = batch.to(self.device)
+        losses = self.compute_losses(batch)
+        total = losses["loss/policy"] + sum(v for k, v in losses.items() if k.startswith("loss/critic"))
+        if not torch.isfinite(total):
+            self.raise_diverged(losses)
+        optimizers = self.optimizers()
+        assert isinstance(optimizers, list)
+        for opt in optimizers:
+            opt.zero_grad()
+        self.manual_backward(total)  # actor and critics share no parameters; the actor's Q is detached
+        losses["train/grad_norm_policy"] = nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grad_norm_clip)
+        for opt in optimizers[1:]:
+            nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.cfg.grad_norm_clip)
+        for opt in optimizers:
+            opt.step()
+        self.progress.updates += 1
+        self.timing.update_seconds += time.perf_counter() - started
+        self.timing.updates += 1
+        if self.progress.episodes - self.progress.last_target_sync_episode >= self.cfg.target_update_interval:
+            self.target_critics.load_state_dict(self.critics.state_dict())
+            self.target_mixers.load_state_dict(self.mixers.state_dict())
+            self.progress.last_target_sync_episode = self.progress.episodes
+        self.record_update(losses)
+
+    def extra_train_metrics(self) -> dict[str, float]:
+        return {"train/alpha": self.alpha(self.progress.t_env), "train/epsilon": self.epsilon(self.progress.t_env)}
