@@ -227,7 +227,8 @@ def test_a_finished_run_dir_is_not_overwritten(tmp_path: Path) -> None:
 
 
 def test_a_failing_run_does_not_kill_its_multirun(tmp_path: Path) -> None:
-    proc = _cli("-m", "algo.batch_size=9000,16", "t_max=200", "algo.buffer_size=100", f"hydra.sweep.dir={tmp_path}")
+    # `-m` after the first override, as in `train.py algo=... -m seed=0,1`: the sweep still runs
+    proc = _cli("algo.batch_size=9000,16", "-m", "t_max=200", "algo.buffer_size=100", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "[run 0 failed] ConfigError" in proc.stderr
     failed, ok = sorted(tmp_path.glob("*_s0"))

@@ -154,13 +154,18 @@ def test_short_training_run_logs_win_rates_and_closes_starcraft(compose_train, w
     assert not any(w.illegal_action_seen for w in wrapper.instances)
 
 
-def test_starcraft_is_closed_when_training_fails(compose_train, wrapper, tmp_path: Path, monkeypatch) -> None:
-    def crash(self, actions):  # the SC2 connection breaks mid-episode
-        raise ConnectionError("SC2 websocket closed")
+@pytest.mark.parametrize("interrupt", [ConnectionError("SC2 websocket closed"), KeyboardInterrupt()])
+def test_starcraft_is_closed_when_training_fails_or_is_interrupted(
+    compose_train, wrapper, tmp_path: Path, monkeypatch, interrupt: BaseException
+) -> None:
+    def crash(self, actions):  # the SC2 connection breaks, or Ctrl-C arrives, mid-episode
+        raise interrupt
 
     cfg = compose_train(SHORT)
     monkeypatch.setattr(wrapper, "step", crash)
-    with pytest.raises(ConnectionError):
+    # Lightning turns a KeyboardInterrupt inside fit into SystemExit(1) after its own teardown
+    expected = SystemExit if isinstance(interrupt, KeyboardInterrupt) else type(interrupt)
+    with pytest.raises(expected):
         train(cfg, tmp_path)
     assert wrapper.instances and all(w.closed for w in wrapper.instances)
 

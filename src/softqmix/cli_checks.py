@@ -31,3 +31,17 @@ def unknown_group_choice(argv: list[str], conf_dir: Path) -> str | None:
             if choice not in options and choice != "null":
                 return f"unknown {group} '{choice}'; valid options: {', '.join(options)}"
     return None
+
+
+FLAGS_WITHOUT_VALUE = ("-m", "--multirun")
+
+
+def flags_first(argv: list[str]) -> list[str]:
+    """Move `-m`/`--multirun` in front of the overrides.
+
+    Hydra's argparse takes overrides as one positional list, so `train.py algo=x -m seed=0,1`
+    (the way people write a sweep) fails with "unrecognized arguments"; with the flag moved
+    first it runs the intended sweep.
+    """
+    flags = [arg for arg in argv if arg in FLAGS_WITHOUT_VALUE]
+    return flags + [arg for arg in argv if arg not in FLAGS_WITHOUT_VALUE]
