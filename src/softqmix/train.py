@@ -197,6 +197,11 @@ def _fit(
         "git": git_commit(REPO_ROOT),
         "tests": tests,  # every greedy evaluation with its per-episode returns and outcomes
     }
+    # Trainer, module, stream and callbacks reference each other, so the replay buffer (12 GB for SMAX
+    # 10v10) would live until a garbage collection; the next job of a sweep runs in this process and
+    # allocates its own on top. The checkpoint is written: free it now.
+    if module.buffer is not None:
+        module.buffer.release()
     if status == "preempted":
         write_json(run_dir / "preempted.json", summary)
         return summary

@@ -70,6 +70,11 @@ class EpisodeBuffer:
         self._next = 0
         self.size = 0
 
+    def release(self) -> None:
+        """Drop the stored episodes and their memory now, whoever still holds this buffer."""
+        self.storage = EpisodeBatch.zeros(0, self.info)
+        self.capacity, self._next, self.size = 0, 0, 0
+
     def insert(self, episodes: EpisodeBatch) -> None:
         """Copy finished episodes in, overwriting the oldest once full."""
         n = episodes.batch_size
