@@ -89,7 +89,7 @@ def test_sigterm_from_outside_checkpoints_exits_143_and_the_run_resumes(tmp_path
     assert proc.returncode == 143, err[-2000:]
     assert "resume with: python train.py resume=" in err
     step = torch.load(checkpoint_path(run_dir), weights_only=False)["progress"]["t_env"]
-    assert 0 < step < 200000
+    assert 0 < step < 200000 and (run_dir / "preempted.json").exists()
     # same run dir again (as a requeued Slurm job would): resumes automatically and finishes
     again = subprocess.run(
         [sys.executable, "train.py", f"t_max={step + 400}", f"hydra.run.dir={run_dir}", "print_report=false"],
@@ -99,7 +99,8 @@ def test_sigterm_from_outside_checkpoints_exits_143_and_the_run_resumes(tmp_path
         timeout=300,
     )
     assert again.returncode == 0, again.stderr[-2000:]
-    assert (run_dir / "summary.json").exists()
+    # the run dir describes the finished run only: the earlier preemption record is gone
+    assert (run_dir / "summary.json").exists() and not (run_dir / "preempted.json").exists()
     steps = [int(float(r["env_step"])) for r in _rows(run_dir)]
     assert steps == sorted(steps) and steps[-1] >= step + 400
 

@@ -90,6 +90,9 @@ def train(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback] | No
     run_dir.mkdir(parents=True, exist_ok=True)
     if ckpt is None:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    else:  # the run goes on: an earlier end (e.g. a finished 700k run resumed to 1.4M) no longer describes it
+        for stale in ("summary.json", "preempted.json", "failed.json"):
+            (run_dir / stale).unlink(missing_ok=True)
     torch.set_num_threads(cfg.trainer.torch_threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
