@@ -12,69 +12,23 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
-from softqmix.algos.action_selection import LinearSchedule, greedy_actions, masked_logits
-from softqmix.algos.learner_base import EnvLearner, RunSchedule
+from softqmix.algos.action_selection import LinearSchedule, masked_logits
+from softqmix.algos.learner_base import EnvLearner, RunSchedule, typed_config
+from softqmix.algos.policy_actor import PolicyActor
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
 from softqmix.config import FOPConfig, FOPTarget
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
 from softqmix.data.collector import EpisodeCollector
-from softqmix.data.stream import ReplayStream
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
 from softqmix.nets.agent import RNNAgent, agent_input_dim, build_agent_inputs
 from softqmix.nets.fop_mixer import FOPMixer
-
-
-def to_fop_config(algo: FOPConfig | DictConfig | dict[str, Any]) -> FOPConfig:
-    if isinstance(algo, FOPConfig):
-        return algo
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(FOPConfig), algo))  # type: ignore[return-value]
-
-
-def exploring_policy(logits: torch.Tensor, avail: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """Softmax over the available actions, mixed with ε of the uniform distribution over them."""
-    probs = torch.softmax(masked_logits(logits, avail), dim=-1)
-    uniform = avail / avail.sum(-1, keepdim=True).clamp(min=1.0)
-    return (1.0 - epsilon) * probs + epsilon * uniform
-
-
-class FOPActor:
-    """Samples from the exploring policy during training, takes the argmax of π_i in tests."""
-
-    def __init__(self, policy: RNNAgent, obs_agent_id: bool, obs_last_action: bool, n_actions: int, n_agents: int):
-        self.policy, self.n_actions, self.n_agents = policy, n_actions, n_agents
-        self.obs_agent_id, self.obs_last_action = obs_agent_id, obs_last_action
-        self.epsilon_at = lambda: 0.0
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.policy.parameters()).device
-
-    def inputs(self, obs: torch.Tensor, last_actions: torch.Tensor) -> torch.Tensor:
-        return build_agent_inputs(
-            obs, last_actions if self.obs_last_action else None, self.n_actions, self.obs_agent_id
-        )
-
-    def initial_hidden(self, n_envs: int) -> torch.Tensor:
-        return self.policy.initial_hidden(n_envs * self.n_agents, device=self.device)
-
-    @torch.no_grad()
-    def act(self, obs, state, avail, last_actions, hidden, explore):  # type: ignore[no-untyped-def]
-        device = self.device
-        avail = avail.to(device)
-        logits, hidden = self.policy.step(self.inputs(obs.to(device), last_actions.to(device)), hidden)
-        if not explore:
-            return greedy_actions(logits, avail), hidden
-        probs = exploring_policy(logits, avail, self.epsilon_at())
-        actions = torch.multinomial(probs.reshape(-1, self.n_actions), 1).view(probs.shape[:-1])
-        return actions, hidden
 
 
 class FOP(EnvLearner):
@@ -90,21 +44,14 @@ class FOP(EnvLearner):
         schedule: RunSchedule | dict[str, int],
     ) -> None:
         super().__init__(env_info, schedule)
-        self.cfg = cfg = to_fop_config(algo)
+        self.cfg = cfg = typed_config(FOPConfig, algo)
         info = self.env_info
         if cfg.batch_size > cfg.buffer_size:
             raise ConfigError(f"algo.batch_size ({cfg.batch_size}) exceeds algo.buffer_size ({cfg.buffer_size})")
         if info.state_dim == 0:
             raise ConfigError("FOP's mixer needs a global state, and this env has none (state_dim=0)")
         self.obs_last_action = obs_last_action
-        self.save_hyperparameters(
-            {
-                "algo": OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True),
-                "env_info": asdict(info),
-                "obs_last_action": obs_last_action,
-                "schedule": asdict(self.schedule),
-            }
-        )
+        self.save_run_hyperparameters(cfg, obs_last_action)
         self.automatic_optimization = False
         n, a = info.n_agents, info.n_actions
         self.policy = RNNAgent(
@@ -124,11 +71,12 @@ class FOP(EnvLearner):
         self.target_mixers = copy.deepcopy(self.mixers).requires_grad_(False)
         self.alpha = LinearSchedule(cfg.alpha_start, cfg.alpha_finish, cfg.alpha_anneal_time)
         self.epsilon = LinearSchedule(cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time)
-        self._actor = FOPActor(self.policy, cfg.obs_agent_id, obs_last_action, a, n)
-        self._actor.epsilon_at = lambda: self.epsilon(self.progress.t_env)
+        self._actor = PolicyActor(
+            self.policy, obs_last_action, cfg.obs_agent_id, a, n, epsilon_at=lambda: self.epsilon(self.progress.t_env)
+        )
 
     @property
-    def actor(self) -> FOPActor:
+    def actor(self) -> PolicyActor:
         return self._actor
 
     def attach_envs(
@@ -140,23 +88,10 @@ class FOP(EnvLearner):
         self.buffer = EpisodeBuffer(self.cfg.buffer_size, self.env_info)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
-        if self.train_collector is None or self.buffer is None:
-            raise RuntimeError("call attach_envs(...) before fitting")
-        stream = ReplayStream(
-            collector=self.train_collector,
-            buffer=self.buffer,
-            actor=self.actor,
-            progress=self.progress,
-            batch_size=self.cfg.batch_size,
-            updates_per_collect=self.cfg.updates_per_collect,
-            t_max=self.schedule.t_max,
-            on_collect=self._pending_train_stats.append,
-            on_start=self.restore_resumed_state,
-            should_stop=lambda: self.stop_signal is not None,
-            timing=self.timing,
-            min_episodes=self.cfg.burn_in_episodes,
+        cfg = self.cfg
+        return self.replay_stream(
+            self.actor, cfg.batch_size, cfg.updates_per_collect, min_episodes=cfg.burn_in_episodes
         )
-        return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=0)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         cfg = self.cfg

@@ -12,18 +12,29 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning as L
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from softqmix import checkpointing
 from softqmix.data.buffer import EpisodeBuffer
 from softqmix.data.collector import Actor, CollectStats, EpisodeCollector
-from softqmix.data.stream import Timing, TrainingProgress
+from softqmix.data.stream import ReplayStream, Timing, TrainingProgress
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import TrainingDiverged
+
+ConfigT = TypeVar("ConfigT")
+
+
+def typed_config(schema: type[ConfigT], algo: Any) -> ConfigT:
+    """Validate any algo mapping against its dataclass schema and return the typed object."""
+    if isinstance(algo, schema):
+        return algo
+    source = algo if isinstance(algo, DictConfig | dict) else OmegaConf.structured(algo)
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), source))  # type: ignore[return-value]
 
 
 @dataclass
@@ -62,6 +73,39 @@ class EnvLearner(L.LightningModule):
         self.save_buffer = False
         self._rng_to_restore: dict[str, Any] | None = None
         self._buffer_stamp_to_load: int | None = None
+
+    def save_run_hyperparameters(self, cfg: Any, obs_last_action: bool) -> None:
+        """What `load_from_checkpoint` needs to rebuild the module: algo, env sizes, inputs, schedule."""
+        self.save_hyperparameters(
+            {
+                "algo": OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True),
+                "env_info": asdict(self.env_info),
+                "obs_last_action": obs_last_action,
+                "schedule": asdict(self.schedule),
+            }
+        )
+
+    def replay_stream(
+        self, actor: Actor, batch_size: int, updates_per_collect: int, **options: Any
+    ) -> torch.utils.data.DataLoader:
+        """The replay learners' data: collect with `actor`, store, yield sampled batches (ReplayStream)."""
+        if self.train_collector is None or self.buffer is None:
+            raise RuntimeError("call attach_envs(...) before fitting")
+        stream = ReplayStream(
+            collector=self.train_collector,
+            buffer=self.buffer,
+            actor=actor,
+            progress=self.progress,
+            batch_size=batch_size,
+            updates_per_collect=updates_per_collect,
+            t_max=self.schedule.t_max,
+            on_collect=self._pending_train_stats.append,
+            on_start=self.restore_resumed_state,
+            should_stop=lambda: self.stop_signal is not None,
+            timing=self.timing,
+            **options,
+        )
+        return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=0)
 
     # ------------------------------------------------------------------ subclass interface
     @property

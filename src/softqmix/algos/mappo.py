@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
-from softqmix.algos.action_selection import greedy_actions, masked_logits, sample_softmax
-from softqmix.algos.learner_base import EnvLearner, RunSchedule
+from softqmix.algos.action_selection import masked_logits
+from softqmix.algos.learner_base import EnvLearner, RunSchedule, typed_config
+from softqmix.algos.policy_actor import PolicyActor
 from softqmix.algos.ppo_math import (
     ValueNorm,
     chunk_starts,
@@ -39,51 +40,7 @@ from softqmix.data.collector import EpisodeCollector
 from softqmix.data.rollout import Minibatch, RolloutStream
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
-from softqmix.nets.agent import RNNAgent, agent_input_dim, build_agent_inputs
-
-
-def to_mappo_config(algo: MAPPOConfig | DictConfig | dict[str, Any]) -> MAPPOConfig:
-    if isinstance(algo, MAPPOConfig):
-        return algo
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(MAPPOConfig), algo))  # type: ignore[return-value]
-
-
-class PolicyActor:
-    """Acts with the policy net: samples from the masked softmax when exploring, argmax in tests."""
-
-    def __init__(self, policy: RNNAgent, obs_last_action: bool, obs_agent_id: bool, n_actions: int, n_agents: int):
-        self.policy, self.n_actions, self.n_agents = policy, n_actions, n_agents
-        self.obs_last_action, self.obs_agent_id = obs_last_action, obs_agent_id
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.policy.parameters()).device
-
-    def inputs(self, obs: torch.Tensor, last_actions: torch.Tensor) -> torch.Tensor:
-        return build_agent_inputs(
-            obs, last_actions if self.obs_last_action else None, self.n_actions, self.obs_agent_id
-        )
-
-    def initial_hidden(self, n_envs: int) -> torch.Tensor:
-        return self.policy.initial_hidden(n_envs * self.n_agents, device=self.device)
-
-    @torch.no_grad()
-    def act(
-        self,
-        obs: torch.Tensor,
-        state: torch.Tensor,
-        avail: torch.Tensor,
-        last_actions: torch.Tensor,
-        hidden: torch.Tensor,
-        explore: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        device = self.device
-        avail = avail.to(device)
-        logits, hidden = self.policy.step(self.inputs(obs.to(device), last_actions.to(device)), hidden)
-        if not explore:
-            return greedy_actions(logits, avail), hidden
-        actions, _ = sample_softmax(logits, avail)
-        return actions, hidden
+from softqmix.nets.agent import RNNAgent, agent_input_dim
 
 
 @dataclass
@@ -112,7 +69,7 @@ class MAPPO(EnvLearner):
         schedule: RunSchedule | dict[str, int],
     ) -> None:
         super().__init__(env_info, schedule)
-        self.cfg = cfg = to_mappo_config(algo)
+        self.cfg = cfg = typed_config(MAPPOConfig, algo)
         info = self.env_info
         if cfg.ppo_epochs < 1 or cfg.num_mini_batch < 1 or cfg.rollout_episodes < cfg.num_mini_batch:
             raise ConfigError(
@@ -122,14 +79,7 @@ class MAPPO(EnvLearner):
         if info.state_dim == 0:
             raise ConfigError("MAPPO's centralised value needs a global state, and this env has none (state_dim=0)")
         self.obs_last_action = obs_last_action
-        self.save_hyperparameters(
-            {
-                "algo": OmegaConf.to_container(OmegaConf.structured(cfg)),
-                "env_info": asdict(info),
-                "obs_last_action": obs_last_action,
-                "schedule": asdict(self.schedule),
-            }
-        )
+        self.save_run_hyperparameters(cfg, obs_last_action)
         self.automatic_optimization = False
         in_dim = agent_input_dim(info.obs_dim, info.n_agents, info.n_actions, obs_last_action, cfg.obs_agent_id)
         self.policy = RNNAgent(in_dim, cfg.rnn_hidden_dim, info.n_actions)

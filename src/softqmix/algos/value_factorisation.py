@@ -10,11 +10,10 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from softqmix.algos.action_selection import (
@@ -23,25 +22,16 @@ from softqmix.algos.action_selection import (
     sample_softmax,
 )
 from softqmix.algos.behaviour import BehaviourPolicy
-from softqmix.algos.learner_base import EnvLearner, RunSchedule
+from softqmix.algos.learner_base import EnvLearner, RunSchedule, typed_config
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
 from softqmix.config import AlgoConfig, Behaviour, Mixer
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
 from softqmix.data.collector import EpisodeCollector
-from softqmix.data.stream import ReplayStream
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
 from softqmix.nets.agent import RNNAgent, agent_input_dim
 from softqmix.nets.mixers import make_mixer
 from softqmix.nets.transforms import AffineF, IdentityTransform, MonotoneG
-
-
-def to_algo_config(algo: AlgoConfig | DictConfig | dict[str, Any]) -> AlgoConfig:
-    """Validate any algo mapping against the schema and return the typed object."""
-    if isinstance(algo, AlgoConfig):
-        return algo
-    merged = OmegaConf.merge(OmegaConf.structured(AlgoConfig), algo)
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
 def validate_algo(cfg: AlgoConfig, env_info: EnvInfo | None = None) -> None:
@@ -87,17 +77,10 @@ class ValueFactorisation(EnvLearner):
         schedule: RunSchedule | dict[str, int],
     ) -> None:
         super().__init__(env_info, schedule)
-        self.cfg = to_algo_config(algo)
+        self.cfg = typed_config(AlgoConfig, algo)
         validate_algo(self.cfg, self.env_info)
         self.obs_last_action = obs_last_action
-        self.save_hyperparameters(
-            {
-                "algo": OmegaConf.to_container(OmegaConf.structured(self.cfg), enum_to_str=True),
-                "env_info": asdict(self.env_info),
-                "obs_last_action": obs_last_action,
-                "schedule": asdict(self.schedule),
-            }
-        )
+        self.save_run_hyperparameters(self.cfg, obs_last_action)
         self.automatic_optimization = False
 
         cfg, info = self.cfg, self.env_info
@@ -153,23 +136,9 @@ class ValueFactorisation(EnvLearner):
         self.buffer = EpisodeBuffer(self.cfg.buffer_size, self.env_info)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
-        if self.train_collector is None or self.buffer is None:
-            raise RuntimeError("call attach_envs(...) before fitting")
-        stream = ReplayStream(
-            collector=self.train_collector,
-            buffer=self.buffer,
-            actor=self.behaviour,
-            progress=self.progress,
-            batch_size=self.cfg.batch_size,
-            updates_per_collect=self.cfg.updates_per_collect,
-            t_max=self.schedule.t_max,
-            on_collect=self._pending_train_stats.append,
-            on_start=self.restore_resumed_state,
-            should_stop=lambda: self.stop_signal is not None,
-            timing=self.timing,
-            collection_actor=self._collection_actor,
+        return self.replay_stream(
+            self.behaviour, self.cfg.batch_size, self.cfg.updates_per_collect, collection_actor=self._collection_actor
         )
-        return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=0)
 
     # ------------------------------------------------------------------ learning
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
