@@ -80,11 +80,9 @@ class FOP(EnvLearner):
         return self._actor
 
     def attach_envs(
-        self, train: EpisodeCollector, test: EpisodeCollector | None = None, overlap_seed: int | None = None, **_: Any
+        self, train: EpisodeCollector, test: EpisodeCollector | None = None, overlap_seed: int | None = None
     ) -> None:
-        if overlap_seed is not None:
-            raise ConfigError("pool.overlap_learning=true is not implemented for FOP; set it false")
-        super().attach_envs(train, test)
+        super().attach_envs(train, test, overlap_seed)
         self.buffer = EpisodeBuffer(self.cfg.buffer_size, self.env_info)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:

@@ -24,7 +24,7 @@ from softqmix.data.buffer import EpisodeBuffer
 from softqmix.data.collector import Actor, CollectStats, EpisodeCollector
 from softqmix.data.stream import ReplayStream, Timing, TrainingProgress
 from softqmix.envs.base import EnvInfo
-from softqmix.errors import TrainingDiverged
+from softqmix.errors import ConfigError, TrainingDiverged
 
 ConfigT = TypeVar("ConfigT")
 
@@ -117,8 +117,19 @@ class EnvLearner(L.LightningModule):
         """Algorithm-specific values for each training log row (e.g. epsilon, temperature)."""
         return {}
 
-    def attach_envs(self, train: EpisodeCollector, test: EpisodeCollector | None = None, **_: Any) -> None:
-        """Give the module its envs; kept out of __init__ so checkpoints load without envs."""
+    def attach_envs(
+        self, train: EpisodeCollector, test: EpisodeCollector | None = None, overlap_seed: int | None = None
+    ) -> None:
+        """Give the module its envs; kept out of __init__ so checkpoints load without envs.
+
+        `overlap_seed` asks for collection in a background thread (pool.overlap_learning); only
+        learners that override this method to set it up accept it.
+        """
+        if overlap_seed is not None:
+            raise ConfigError(
+                f"pool.overlap_learning=true is implemented for the value-factorisation learners only, "
+                f"not for algo={self.hparams.get('algo', {}).get('name', type(self).__name__)}; set it false"
+            )
         self.train_collector, self.test_collector = train, test or train
 
     # ------------------------------------------------------------------ metrics

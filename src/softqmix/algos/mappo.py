@@ -36,7 +36,6 @@ from softqmix.algos.ppo_math import (
 )
 from softqmix.config import MAPPOConfig
 from softqmix.data.buffer import EpisodeBatch
-from softqmix.data.collector import EpisodeCollector
 from softqmix.data.rollout import Minibatch, RolloutStream
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
@@ -91,13 +90,6 @@ class MAPPO(EnvLearner):
     @property
     def actor(self) -> PolicyActor:
         return self._actor
-
-    def attach_envs(
-        self, train: EpisodeCollector, test: EpisodeCollector | None = None, overlap_seed: int | None = None, **_: Any
-    ) -> None:
-        if overlap_seed is not None:
-            raise ConfigError("pool.overlap_learning=true is for replay learners; MAPPO trains on-policy, set it false")
-        super().attach_envs(train, test)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         if self.train_collector is None:
