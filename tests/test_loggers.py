@@ -56,3 +56,14 @@ def test_a_misspelt_wandb_mode_is_refused_by_name(compose_train) -> None:
     with pytest.raises(ConfigCompositionException) as error:
         compose_train(["logger.mode=ofline"])
     assert "logger.mode" in str(error.value.__cause__) and "ofline" in str(error.value.__cause__)
+
+
+def test_each_run_finishes_its_wandb_run(compose_train, tmp_path: Path) -> None:
+    """A sweep runs its jobs in one process; an unfinished wandb run would swallow the next job's metrics."""
+    import wandb
+
+    from softqmix.train import train
+
+    overrides = ["t_max=40", "test_interval=40", "trainer.enable_progress_bar=false", "print_report=false"]
+    train(compose_train(overrides), tmp_path / "a")  # default logger: wandb (disabled in the tests)
+    assert wandb.run is None

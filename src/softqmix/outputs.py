@@ -155,6 +155,14 @@ def build_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None
     return loggers
 
 
+def finish_loggers(loggers: list[Logger], failed: bool) -> None:
+    """End this run's wandb run. Lightning leaves it open, and the next run of a sweep in the same
+    process would then log into it ("a wandb run already in progress ... will reuse this run")."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish(exit_code=1 if failed else 0)
+
+
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in TRACKED_PACKAGES:

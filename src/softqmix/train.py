@@ -29,7 +29,7 @@ from softqmix.errors import ConfigError, EnvContractError, TrainingDiverged, Use
 from softqmix.eval.matrix_report import format_matrix_report, matrix_game_report, matrix_policy_report
 from softqmix.eval.progress import EnvStepProgressBar
 from softqmix.eval.schedule import GreedyEvaluation
-from softqmix.outputs import build_loggers, git_commit, package_versions, write_json
+from softqmix.outputs import build_loggers, finish_loggers, git_commit, package_versions, write_json
 from softqmix.preemption import PeriodicCheckpoint, PreemptionCheckpoint, redeliver
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -170,7 +170,12 @@ def _fit(
         trainer.fit(module, ckpt_path=str(ckpt) if ckpt is not None else None)
     except SystemExit:  # Lightning's SIGTERMException, raised after PreemptionCheckpoint saved
         if module.stop_signal is None:
+            finish_loggers(trainer.loggers, failed=True)
             raise
+    except BaseException:
+        finish_loggers(trainer.loggers, failed=True)
+        raise
+    finish_loggers(trainer.loggers, failed=False)
     wall = time.perf_counter() - started
     if module.stop_signal is not None:
         status = "preempted"
