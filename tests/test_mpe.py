@@ -106,3 +106,23 @@ def test_rng_state_roundtrip_reproduces_the_next_episode() -> None:
     first = env.reset().obs.copy()
     env.set_rng_state(state)
     np.testing.assert_array_equal(env.reset().obs, first)
+
+
+def test_episodes_equal_those_of_mpe2_parallel_env() -> None:
+    """The adapter steps mpe2's AEC env directly; mpe2's own parallel API must see the same episode."""
+    from mpe2 import simple_spread_v3
+
+    ours = MPESpreadEnv(reward="mpe2", scale=1.0, landmark_scale=1.0)
+    theirs = simple_spread_v3.parallel_env(N=3, local_ratio=0.5, max_cycles=25, continuous_actions=False)
+    first = ours.reset(seed=5)
+    obs, _ = theirs.reset(seed=5)
+    np.testing.assert_array_equal(first.obs, np.stack([obs[name] for name in theirs.agents]))
+    actions = np.random.default_rng(0).integers(0, 5, size=(25, 3))
+    for t, step_actions in enumerate(actions):
+        names = list(theirs.agents)
+        obs, rewards, terminations, truncations, _ = theirs.step(dict(zip(names, step_actions.tolist(), strict=True)))
+        result = ours.step(step_actions)
+        np.testing.assert_array_equal(result.next.obs, np.stack([obs[name] for name in names]))
+        assert result.reward == pytest.approx(sum(rewards.values()), abs=1e-12)
+        assert result.truncated == any(truncations.values()) == (t == 24)
+        assert not result.terminated and not any(terminations.values())

@@ -1,4 +1,4 @@
-"""MPE Spread through the real `mpe2` package (PettingZoo parallel API), as in the paper's §5.2.
+"""MPE Spread through the real `mpe2` package (PettingZoo's AEC API), as in the paper's §5.2.
 
 Difficulty: after mpe2's own reset, agent positions are multiplied by `scale` and landmark
 positions by `scale * landmark_scale`, then observations are recomputed from the world.
@@ -40,7 +40,6 @@ class MPESpreadEnv:
     ) -> None:
         try:
             from mpe2 import simple_spread_v3
-            from pettingzoo.utils.conversions import aec_to_parallel
         except ImportError as exc:  # pragma: no cover - mpe2 is a core dependency
             raise ConfigError("env family 'mpe' needs the mpe2 package: pip install mpe2") from exc
         if reward not in REWARDS:
@@ -50,22 +49,20 @@ class MPESpreadEnv:
         self.n_agents, self.scale, self.landmark_scale = n_agents, scale, landmark_scale
         self.episode_limit, self.reward_kind = episode_limit, reward
         self.time_limit_is_termination = time_limit_is_termination
-        # PettingZoo's parallel API over mpe2's raw env: `parallel_env()` adds two AEC wrappers that
-        # only police the call order and the action range (this adapter sends valid integer actions
-        # in order) and cost 40% of the step time.
-        self._env = aec_to_parallel(
-            simple_spread_v3.raw_env(
-                N=n_agents,
-                local_ratio=local_ratio,
-                max_cycles=episode_limit,
-                continuous_actions=False,
-                render_mode=render_mode,
-            )
+        # mpe2's raw AEC env, stepped agent by agent in turn as PettingZoo's AEC API prescribes (the
+        # world moves after the last agent's action). Not `parallel_env()`: its two wrappers only
+        # police the call order and the action range (this adapter sends valid actions in order),
+        # and its AEC-to-parallel loop computes every observation twice; together 40% of a step.
+        self._raw = simple_spread_v3.raw_env(
+            N=n_agents,
+            local_ratio=local_ratio,
+            max_cycles=episode_limit,
+            continuous_actions=False,
+            render_mode=render_mode,
         )
-        self._raw = self._env.unwrapped
-        self._names = list(self._env.possible_agents)
-        self._n_actions = int(self._env.action_space(self._names[0]).n)
-        self._obs_dim = int(self._env.observation_space(self._names[0]).shape[0])
+        self._names = list(self._raw.possible_agents)
+        self._n_actions = int(self._raw.action_space(self._names[0]).n)
+        self._obs_dim = int(self._raw.observation_space(self._names[0]).shape[0])
         self._avail = np.ones((n_agents, self._n_actions), dtype=np.float32)
 
     def info(self) -> EnvInfo:
@@ -81,16 +78,13 @@ class MPESpreadEnv:
     def world(self) -> Any:
         return self._raw.world
 
-    def _observation(self, per_agent: dict[str, np.ndarray] | None = None) -> Observation:
-        if per_agent is None:
-            obs = np.stack([self._raw.observe(name) for name in self._names])
-        else:
-            obs = np.stack([per_agent[name] for name in self._names])
+    def _observation(self) -> Observation:
+        obs = np.stack([self._raw.observe(name) for name in self._names])
         # state = all observations concatenated, as mpe2's state() and the paper's env define it
         return Observation(obs=obs, state=obs.reshape(-1), avail=self._avail)
 
     def reset(self, seed: int | None = None) -> Observation:
-        self._env.reset(seed=seed)
+        self._raw.reset(seed=seed)
         world = self._raw.world
         for agent in world.agents:
             agent.state.p_pos = agent.state.p_pos * self.scale
@@ -102,11 +96,11 @@ class MPESpreadEnv:
     def paper_reward(self) -> float:
         """The paper's team reward from the current world state (see module docstring)."""
         world = self._raw.world
-        agents = np.stack([a.state.p_pos for a in world.agents])
-        landmarks = np.stack([lm.state.p_pos for lm in world.landmarks])
+        agents = np.array([a.state.p_pos for a in world.agents])
+        landmarks = np.array([lm.state.p_pos for lm in world.landmarks])
         sizes = np.array([a.size for a in world.agents])
-        cover = np.linalg.norm(landmarks[:, None] - agents[None], axis=-1).min(axis=1).sum()
-        apart = np.linalg.norm(agents[:, None] - agents[None], axis=-1)
+        cover = np.sqrt(np.square(landmarks[:, None] - agents[None]).sum(-1)).min(axis=1).sum()
+        apart = np.sqrt(np.square(agents[:, None] - agents[None]).sum(-1))
         collisions = int((apart < sizes[:, None] + sizes[None]).sum())  # includes each agent with itself
         return float(-len(agents) * cover - collisions)
 
@@ -114,20 +108,21 @@ class MPESpreadEnv:
         flat = np.asarray(actions).reshape(-1)
         if flat.shape != (self.n_agents,) or flat.min() < 0 or flat.max() >= self._n_actions:
             raise ValueError(f"MPE Spread expects {self.n_agents} actions in [0, {self._n_actions}), got {flat}")
-        acts = {name: int(a) for name, a in zip(self._names, flat, strict=True)}
-        obs, rewards, terminations, truncations, _ = self._env.step(acts)
-        reward = self.paper_reward() if self.reward_kind == "paper" else float(sum(rewards.values()))
-        truncated = any(truncations.values())
-        terminated = any(terminations.values()) or (truncated and self.time_limit_is_termination)
+        raw = self._raw
+        for action in flat.tolist():  # agent_selection cycles through the agents in this order
+            raw.step(action)
+        reward = self.paper_reward() if self.reward_kind == "paper" else float(sum(raw.rewards.values()))
+        truncated = any(raw.truncations.values())
+        terminated = any(raw.terminations.values()) or (truncated and self.time_limit_is_termination)
         return StepResult(
             reward=reward,
             terminated=terminated,
             truncated=truncated and not terminated,
-            next=self._observation(obs),
+            next=self._observation(),
         )
 
     def render(self) -> np.ndarray | None:
-        return self._env.render()
+        return self._raw.render()
 
     def get_rng_state(self) -> dict[str, Any]:
         return self._raw.np_random.bit_generator.state
@@ -136,4 +131,4 @@ class MPESpreadEnv:
         self._raw.np_random.bit_generator.state = state
 
     def close(self) -> None:
-        self._env.close()
+        self._raw.close()
