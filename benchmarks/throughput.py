@@ -65,7 +65,7 @@ def run(env: str, algo: str, batch_size: int, mode: str, steps: int, warmup: int
         f"log_interval={warmup + steps}",
         "batch_size_run=4",
         f"pool.mode={mode.split('+')[0]}",
-        f"pool.overlap_learning={'+overlap' in mode}",
+        f"pool.collection={mode.split('+')[1] if '+' in mode else 'serial'}",
         "trainer.enable_progress_bar=false",
         "checkpoint.interval=0",
         "print_report=false",
@@ -111,8 +111,8 @@ def main() -> None:
     parser.add_argument(
         "--modes",
         nargs="+",
-        default=["inprocess", "workers", "inprocess+overlap", "workers+overlap"],
-        help="pool.mode, with +overlap for pool.overlap_learning=true",
+        default=["inprocess", "inprocess+thread", "inprocess+process", "workers"],
+        help="pool.mode, with +thread or +process for pool.collection=thread|process (default serial)",
     )
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument(

@@ -39,6 +39,8 @@ def test_default_config_is_soft_qmix_on_the_paper_matrix_game(compose_train) -> 
         (["algo.batch_size=1.5"], "batch_size"),
         (["algo.mixer=qmx"], "qmx"),  # not one of the enum values
         (["trainer.devices=two"], "devices"),
+        (["pool.collection=procss"], "procss"),
+        (["pool.overlap_learning=true"], "overlap_learning"),  # the old switch, now pool.collection
     ],
 )
 def test_bad_override_names_the_problem(compose_train, overrides: list[str], needle: str) -> None:
@@ -51,6 +53,14 @@ def test_key_forced_in_with_plus_is_caught_before_training(compose_train) -> Non
     cfg = compose_train(["+algo.lamda=0.5"])  # Hydra lets `+` add keys; the run must not
     with pytest.raises(ValueError, match=r"config group 'algo'.*lamda"):
         validate_config(cfg)
+
+
+def test_collection_process_with_env_workers_is_refused_with_the_fix(compose_train) -> None:
+    cfg = compose_train(["pool.collection=process", "pool.mode=workers"])
+    with pytest.raises(ValueError, match=r"pool.collection=process .* use pool.mode=inprocess"):
+        validate_config(cfg)
+    validate_config(compose_train(["pool.collection=process"]))
+    validate_config(compose_train(["pool.collection=thread", "pool.mode=workers"]))
 
 
 def test_typo_in_a_yaml_file_names_the_key(compose_train, tmp_path: Path) -> None:

@@ -62,11 +62,14 @@ def test_short_mappo_run_improves_on_the_uniform_policy(compose_train, tmp_path:
 
 
 def test_overlapping_collection_is_refused_with_the_algo_named(compose_train) -> None:
+    from softqmix.config import Collection
     from softqmix.errors import ConfigError
 
     cfg = compose_train(["algo=mappo", "env=mpe/spread_simple"])
     collector = EpisodeCollector(EnvPool(env_factory(MPE_SIMPLE), 1, name="mpe"), seed=0)
     module = MAPPO(cfg.algo, collector.info, False, {"t_max": 1000})
-    with pytest.raises(ConfigError, match="not for algo=mappo; set it false"):
-        module.attach_envs(collector, collector, overlap_seed=1)
+    for mode in (Collection.thread, Collection.process):
+        refused = f"pool.collection={mode.value} .* not for algo=mappo; set pool.collection=serial"
+        with pytest.raises(ConfigError, match=refused):
+            module.attach_envs(collector, collector, mode, collection_seed=1)
     collector.close()

@@ -68,7 +68,7 @@ def test_evaluate_without_checkpoint_is_a_one_line_error(tmp_path: Path) -> None
 
 def test_worker_envs_with_overlapped_learning_complete_the_run(compose_train, tmp_path: Path) -> None:
     summary = train(
-        compose_train([*SHORT, "pool.mode=workers", "pool.overlap_learning=true", "checkpoint.interval=1000"]),
+        compose_train([*SHORT, "pool.mode=workers", "pool.collection=thread", "checkpoint.interval=1000"]),
         tmp_path,
     )
     assert summary["status"] == "completed" and summary["env_steps"] == 2500 and summary["updates"] > 0

@@ -36,9 +36,10 @@ EASY_GAME = "env.payoff=[[4,2],[2,0]]"  # A is dominant for both agents: every l
         ["algo=soft_qmix", "ablation=entropy"],
         ["algo=soft_qmix", "ablation=function_f"],
         ["algo=soft_qmix", "ablation=release"],
-        ["algo=soft_qmix", "pool.overlap_learning=true"],
+        ["algo=soft_qmix", "pool.collection=thread"],
+        ["algo=soft_qmix", "pool.collection=process"],
     ],
-    ids=lambda c: "+".join(x.split("=")[1] if "overlap" not in x else "overlap" for x in c),
+    ids=lambda c: "+".join(x.split("=")[1] for x in c),
 )
 def test_every_learner_learns_a_coordination_game(compose_train, tmp_path: Path, choice: list[str]) -> None:
     cfg = compose_train([*choice, EASY_GAME, *TINY, "seed=1"])

@@ -278,6 +278,14 @@ class SMAXEnvConfig(EnvConfig):
     obs_last_action: bool = True
 
 
+class Collection(str, Enum):
+    """Where training episodes are collected, relative to the learner (docs/mpe.md, "Speed")."""
+
+    serial = "serial"  # collect, then learn, in turn (pymarl's order; exact and reproducible)
+    thread = "thread"  # the next round in a thread while the learner trains (one-update policy lag)
+    process = "process"  # the next round in a forked child process (one-update lag; uses a second core)
+
+
 @dataclass
 class PoolConfig:
     """How the `batch_size_run` envs are stepped."""
@@ -285,7 +293,7 @@ class PoolConfig:
     mode: str = "inprocess"  # inprocess | workers (one process per env)
     start_method: str = "fork"  # multiprocessing start method for workers
     max_restarts: int = 3  # dead workers restarted per run before giving up
-    overlap_learning: bool = False  # collect the next round in a thread while the learner trains (faster, not exact)
+    collection: Collection = Collection.serial  # serial | thread | process (overlap collection with learning)
 
 
 class LoggerKind(str, Enum):
@@ -392,6 +400,11 @@ def validate_config(cfg: DictConfig) -> None:
             OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.to_container(cfg[key], resolve=True))
         except OmegaConfBaseException as exc:
             raise ConfigError(f"in config group '{key}': {_one_line(exc)}") from exc
+    if str(cfg.pool.collection) in ("process", "Collection.process") and cfg.pool.mode == "workers":
+        raise ConfigError(
+            "pool.collection=process steps the envs in its own process and cannot restart env workers "
+            "started by the learner's; use pool.mode=inprocess with it (or pool.collection=thread with workers)"
+        )
 
 
 def register_configs() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import traceback
@@ -20,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from softqmix.algos.learner_base import RunSchedule
 from softqmix.algos.registry import make_learner
 from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_env_step, checkpoint_path
-from softqmix.config import register_configs, validate_config
+from softqmix.config import Collection, register_configs, validate_config
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import env_factory, make_env
 from softqmix.envs.pool import EnvPool
@@ -105,17 +106,16 @@ def train(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback] | No
         max_restarts=cfg.pool.max_restarts,
         name=name,
     )
-    collector = EpisodeCollector(pool, seed=cfg.seed, name=name)
-    test_collector = None
-    if cfg.pool.overlap_learning:  # the collection thread owns the training envs; tests get their own
-        test_pool = EnvPool(env_factory(cfg.env), cfg.batch_size_run, mode="inprocess", name=name)
-        test_collector = EpisodeCollector(test_pool, seed=cfg.seed + 100_000, name=name)
-    try:
-        return _fit(cfg, run_dir, ckpt, collector, test_collector, extra_callbacks or [])
-    finally:  # also on errors and signals: env processes (e.g. StarCraft II) must not outlive us
-        collector.close()
-        if test_collector is not None:
-            test_collector.close()
+    # also on errors and signals: env processes (e.g. StarCraft II) must not outlive us
+    with contextlib.ExitStack() as cleanup:
+        collector = EpisodeCollector(pool, seed=cfg.seed, name=name)
+        cleanup.callback(collector.close)
+        test_collector = None
+        if Collection(cfg.pool.collection) is not Collection.serial:  # collection owns the training envs
+            test_pool = EnvPool(env_factory(cfg.env), cfg.batch_size_run, mode="inprocess", name=name)
+            test_collector = EpisodeCollector(test_pool, seed=cfg.seed + 100_000, name=name)
+            cleanup.callback(test_collector.close)
+        return _fit(cfg, run_dir, ckpt, collector, test_collector, extra_callbacks or [], cleanup)
 
 
 def _fit(
@@ -125,6 +125,7 @@ def _fit(
     collector: EpisodeCollector,
     test_collector: EpisodeCollector | None,
     extra_callbacks: list[L.Callback],
+    cleanup: contextlib.ExitStack,
 ) -> dict[str, Any]:
     info = collector.info
     schedule = RunSchedule(
@@ -135,7 +136,8 @@ def _fit(
         log_interval=cfg.log_interval,
     )
     module = make_learner(cfg.algo, info, cfg.env.obs_last_action, schedule)
-    module.attach_envs(collector, test_collector, overlap_seed=cfg.seed + 1 if test_collector is not None else None)
+    module.attach_envs(collector, test_collector, Collection(cfg.pool.collection), collection_seed=cfg.seed + 1)
+    cleanup.callback(module.close_envs)
     module.configure_checkpointing(checkpoint_path(run_dir).parent, cfg.checkpoint.save_buffer)
     resume_step = None
     if ckpt is not None:

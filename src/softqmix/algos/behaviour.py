@@ -18,8 +18,8 @@ class BehaviourPolicy:
     """Maps per-env observations to per-agent actions with a given (agent, g, f).
 
     The learner's own instance shares the online nets. `detached_copy()` makes one with
-    its own copies of the nets and its own RNG, refreshed after each update, so collection
-    can run in another thread while the learner changes the online weights.
+    its own copies of the nets and its own RNG, refreshed from the learner's, so collection
+    can run in another thread or process while the learner changes the online weights.
     """
 
     def __init__(
@@ -96,6 +96,12 @@ class BehaviourPolicy:
             self.epsilon_at,
             torch.Generator().manual_seed(seed),
         )
+
+    def share_memory(self) -> BehaviourPolicy:
+        """Put the nets' weights in shared memory, so a forked collection process sees every refresh."""
+        for module in (self.agent, self.g, self.f):
+            module.share_memory()
+        return self
 
     def refresh_from(self, source: BehaviourPolicy) -> None:
         """Copy the source's current weights in (called after each update)."""

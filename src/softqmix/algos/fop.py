@@ -22,7 +22,7 @@ from softqmix.algos.action_selection import LinearSchedule, masked_logits
 from softqmix.algos.learner_base import EnvLearner, RunSchedule, typed_config
 from softqmix.algos.policy_actor import PolicyActor
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
-from softqmix.config import FOPConfig, FOPTarget
+from softqmix.config import Collection, FOPConfig, FOPTarget
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs.base import EnvInfo
@@ -80,9 +80,13 @@ class FOP(EnvLearner):
         return self._actor
 
     def attach_envs(
-        self, train: EpisodeCollector, test: EpisodeCollector | None = None, overlap_seed: int | None = None
+        self,
+        train: EpisodeCollector,
+        test: EpisodeCollector | None = None,
+        collection: Collection = Collection.serial,
+        collection_seed: int = 0,
     ) -> None:
-        super().attach_envs(train, test, overlap_seed)
+        super().attach_envs(train, test, collection, collection_seed)
         self.buffer = EpisodeBuffer(self.cfg.buffer_size, self.env_info)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:

@@ -20,8 +20,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from softqmix import checkpointing
+from softqmix.config import Collection
 from softqmix.data.buffer import EpisodeBuffer
 from softqmix.data.collector import Actor, CollectStats, EpisodeCollector
+from softqmix.data.collector_process import CollectorProcess
 from softqmix.data.stream import ReplayStream, Timing, TrainingProgress
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError, TrainingDiverged
@@ -60,7 +62,7 @@ class EnvLearner(L.LightningModule):
         self.schedule = schedule if isinstance(schedule, RunSchedule) else RunSchedule(**schedule)
         self.progress = TrainingProgress()
         self.timing = Timing()
-        self.train_collector: EpisodeCollector | None = None
+        self.train_collector: EpisodeCollector | CollectorProcess | None = None
         self.test_collector: EpisodeCollector | None = None
         self.buffer: EpisodeBuffer | None = None  # replay learners only; saved with checkpoint.save_buffer
         self._pending_train_stats: list[CollectStats] = []
@@ -118,19 +120,31 @@ class EnvLearner(L.LightningModule):
         return {}
 
     def attach_envs(
-        self, train: EpisodeCollector, test: EpisodeCollector | None = None, overlap_seed: int | None = None
+        self,
+        train: EpisodeCollector,
+        test: EpisodeCollector | None = None,
+        collection: Collection = Collection.serial,
+        collection_seed: int = 0,
     ) -> None:
         """Give the module its envs; kept out of __init__ so checkpoints load without envs.
 
-        `overlap_seed` asks for collection in a background thread (pool.overlap_learning); only
-        learners that override this method to set it up accept it.
+        `collection` other than serial overlaps collection with learning (pool.collection), with
+        an actor of its own seeded by `collection_seed`; only learners that override this method
+        to set it up accept it.
         """
-        if overlap_seed is not None:
+        if Collection(collection) is not Collection.serial:
             raise ConfigError(
-                f"pool.overlap_learning=true is implemented for the value-factorisation learners only, "
-                f"not for algo={self.hparams.get('algo', {}).get('name', type(self).__name__)}; set it false"
+                f"pool.collection={Collection(collection).value} is implemented for the value-factorisation "
+                f"learners only, not for algo={self.hparams.get('algo', {}).get('name', type(self).__name__)}; "
+                "set pool.collection=serial"
             )
         self.train_collector, self.test_collector = train, test or train
+
+    def close_envs(self) -> None:
+        """Stop what `attach_envs` started (a collection process); the caller closes the collectors
+        it made itself."""
+        if isinstance(self.train_collector, CollectorProcess):
+            self.train_collector.close()
 
     # ------------------------------------------------------------------ metrics
     def log_env_metrics(self, metrics: dict[str, float]) -> None:

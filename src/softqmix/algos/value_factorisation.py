@@ -24,9 +24,10 @@ from softqmix.algos.action_selection import (
 from softqmix.algos.behaviour import BehaviourPolicy
 from softqmix.algos.learner_base import EnvLearner, RunSchedule, typed_config
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
-from softqmix.config import AlgoConfig, Behaviour, Mixer
+from softqmix.config import AlgoConfig, Behaviour, Collection, Mixer
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
 from softqmix.data.collector import EpisodeCollector
+from softqmix.data.collector_process import CollectorProcess
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
 from softqmix.nets.agent import RNNAgent, agent_input_dim
@@ -121,23 +122,42 @@ class ValueFactorisation(EnvLearner):
 
     # ------------------------------------------------------------------ data
     def attach_envs(
-        self, train: EpisodeCollector, test: EpisodeCollector | None = None, overlap_seed: int | None = None
+        self,
+        train: EpisodeCollector,
+        test: EpisodeCollector | None = None,
+        collection: Collection = Collection.serial,
+        collection_seed: int = 0,
     ) -> None:
         """Give the module its envs; kept out of __init__ so checkpoints load without envs.
 
-        With `overlap_seed` set, collection runs in a background thread with its own copy of the
-        acting nets (and RNG seeded with it); `test` must then be a separate collector.
+        With collection `thread` or `process`, training episodes are collected while the learner
+        trains, by a copy of the acting nets with its own RNG (seeded with `collection_seed`);
+        `test` must then be a separate collector. The process is forked here, before the replay
+        buffer is allocated, so the child does not share (and later duplicate) its pages.
         """
-        if overlap_seed is not None and (test is None or test is train):
-            raise ValueError("overlapping collection needs a separate test collector")
+        collection = Collection(collection)
+        if collection is not Collection.serial:
+            if test is None or test is train:
+                raise ValueError("overlapping collection needs a separate test collector")
+            actor = self.behaviour.detached_copy(collection_seed)
+            if collection is Collection.process:
+                actor.share_memory()
+                train = CollectorProcess(train, actor, self.progress)  # type: ignore[assignment]
+            self._collection_actor = actor
         super().attach_envs(train, test)
-        if overlap_seed is not None:
-            self._collection_actor = self.behaviour.detached_copy(overlap_seed)
         self.buffer = EpisodeBuffer(self.cfg.buffer_size, self.env_info)
+
+    def _sync_collection_actor(self) -> None:
+        if self._collection_actor is not None:
+            self._collection_actor.refresh_from(self.behaviour)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         return self.replay_stream(
-            self.behaviour, self.cfg.batch_size, self.cfg.updates_per_collect, collection_actor=self._collection_actor
+            self.behaviour,
+            self.cfg.batch_size,
+            self.cfg.updates_per_collect,
+            collection_actor=self._collection_actor,
+            sync_collection_actor=self._sync_collection_actor,
         )
 
     # ------------------------------------------------------------------ learning
@@ -259,8 +279,6 @@ class ValueFactorisation(EnvLearner):
         for opt in optimizers:
             opt.step()
         self.progress.updates += 1
-        if self._collection_actor is not None:
-            self._collection_actor.refresh_from(self.behaviour)
         self.timing.update_seconds += time.perf_counter() - started
         self.timing.updates += 1
         if self.progress.episodes - self.progress.last_target_sync_episode >= self.cfg.target_update_interval:

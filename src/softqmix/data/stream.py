@@ -14,6 +14,7 @@ from torch.utils.data import IterableDataset
 
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
 from softqmix.data.collector import Actor, CollectStats, EpisodeCollector
+from softqmix.data.collector_process import CollectorProcess
 
 
 @dataclass
@@ -54,15 +55,16 @@ class ReplayStream(IterableDataset):
     the run's length is set in env steps, never in optimizer steps.
 
     Serial (default, pymarl's order): collect, then update on a batch that includes the new
-    episodes, then collect with the updated weights. With `collection_actor` given, a
-    background thread collects the next round with that actor (a copy of the nets refreshed
-    after every update, so at most one update behind) while the learner trains: collection
-    and learning overlap, at the price of a one-update policy lag and of exact reproducibility.
+    episodes, then collect with the updated weights. With `collection_actor` given, the next
+    round is collected while the learner trains, with that actor (a copy of the nets that
+    `sync_collection_actor` refreshes from the learner's): in a background thread, or, when
+    `collector` is a `CollectorProcess`, in its child process. Collection and learning then
+    overlap, at the price of a one-update policy lag and of exact reproducibility.
     """
 
     def __init__(
         self,
-        collector: EpisodeCollector,
+        collector: EpisodeCollector | CollectorProcess,
         buffer: EpisodeBuffer,
         actor: Actor,
         progress: TrainingProgress,
@@ -75,6 +77,7 @@ class ReplayStream(IterableDataset):
         generator: torch.Generator | None = None,
         timing: Timing | None = None,
         collection_actor: Actor | None = None,
+        sync_collection_actor: Callable[[], None] | None = None,
         min_episodes: int = 0,
     ) -> None:
         super().__init__()
@@ -86,6 +89,7 @@ class ReplayStream(IterableDataset):
         self.generator = generator
         self.timing = timing or Timing()
         self.collection_actor = collection_actor
+        self.sync_collection_actor = sync_collection_actor or (lambda: None)
         self.min_episodes = min_episodes  # burn-in: no batch before the buffer holds this many episodes
 
     def _collect(self, actor: Actor) -> tuple[EpisodeBatch, CollectStats, float]:
@@ -138,12 +142,38 @@ class ReplayStream(IterableDataset):
         if errors:
             raise errors[0]
 
+    def _process_rounds(self, remote: CollectorProcess) -> Iterator[tuple[EpisodeBatch, CollectStats, float]]:
+        """Round k+1 is requested as soon as round k arrives, before the learner trains on it; the
+        actor's shared weights are refreshed just before each request, while the child is idle."""
+        steps = self.progress.t_env
+        if steps >= self.t_max or self.should_stop():
+            return
+        self.sync_collection_actor()
+        remote.request(steps)
+        try:
+            while True:
+                got = remote.receive()
+                steps += got.stats.env_steps
+                more = steps < self.t_max and not self.should_stop()
+                if more:
+                    self.sync_collection_actor()
+                    remote.request(steps)
+                yield got.episodes, got.stats, got.seconds
+                if not more:
+                    return
+        finally:  # stopped early (preemption, an error in the learner): drop the round in flight
+            remote.drain()
+
     def __iter__(self) -> Iterator[EpisodeBatch]:
         if self.on_start is not None:
             self.on_start()
-        rounds = (
-            self._serial_rounds() if self.collection_actor is None else self._overlapped_rounds(self.collection_actor)
-        )
+        in_thread = False
+        if isinstance(self.collector, CollectorProcess):
+            rounds = self._process_rounds(self.collector)
+        elif self.collection_actor is not None:
+            rounds, in_thread = self._overlapped_rounds(self.collection_actor), True
+        else:
+            rounds = self._serial_rounds()
         for episodes, stats, seconds in rounds:
             self.buffer.insert(episodes)
             self.timing.collect_seconds += seconds
@@ -155,3 +185,5 @@ class ReplayStream(IterableDataset):
             if self.buffer.can_sample(max(self.batch_size, self.min_episodes)):
                 for _ in range(self.updates_per_collect):
                     yield self.buffer.sample(self.batch_size, self.generator)
+                    if in_thread:  # the update on that batch is done: the thread acts with it from now on
+                        self.sync_collection_actor()

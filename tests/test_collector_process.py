@@ -1,0 +1,148 @@
+"""pool.collection=process: the child collects what an in-process collector would, acts with the
+weights the learner last shared, and fails loudly when it dies or its env raises."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from softqmix.data.collector import EpisodeCollector
+from softqmix.data.collector_process import CollectorProcess
+from softqmix.data.stream import TrainingProgress
+from softqmix.envs.base import StepResult
+from softqmix.envs.pool import EnvPool
+from softqmix.envs.registry import env_factory
+from softqmix.errors import EnvContractError
+from softqmix.train import train
+from tests.helpers import MPE_SIMPLE, CorridorEnv, SeededRandomActor
+
+
+class SharedConstantActor(nn.Module):
+    """Every agent plays the action stored in a shared parameter; epsilon-like `t_env` is echoed
+    into the hidden state so the test can see which step count the child was told."""
+
+    def __init__(self, progress: TrainingProgress) -> None:
+        super().__init__()
+        self.action = nn.Parameter(torch.zeros(()), requires_grad=False)
+        self.progress = progress
+        self.share_memory()
+
+    def initial_hidden(self, n_envs: int) -> torch.Tensor:
+        return torch.zeros(n_envs)
+
+    def act(self, obs, state, avail, last, hidden, explore):  # type: ignore[no-untyped-def]
+        action = int(self.action.item()) if self.progress.t_env < 10_000 else 0
+        return torch.full(obs.shape[:2], action, dtype=torch.long), hidden
+
+
+def test_the_child_collects_the_same_episodes_as_an_in_process_collector() -> None:
+    serial = EpisodeCollector(EnvPool(env_factory(MPE_SIMPLE), 3, name="mpe"), seed=11, name="mpe")
+    remote = CollectorProcess(
+        EpisodeCollector(EnvPool(env_factory(MPE_SIMPLE), 3, name="mpe"), seed=11, name="mpe"),
+        SeededRandomActor(5, seed=0),
+        TrainingProgress(),
+    )
+    actor = SeededRandomActor(5, seed=0)
+    try:
+        for _ in range(2):
+            want, want_stats = serial.collect(actor, explore=True)
+            remote.request(t_env=0)
+            got = remote.receive()
+            assert got.stats.returns == want_stats.returns and got.stats.lengths == want_stats.lengths
+            for name in ("obs", "state", "avail", "actions", "reward", "terminated", "filled"):
+                torch.testing.assert_close(getattr(got.episodes, name), getattr(want, name))
+        # the state a checkpoint keeps is the child's env RNG after the last round, as in-process
+        assert remote.state_dict()["env_rng"] == serial.state_dict()["env_rng"]
+    finally:
+        serial.close()
+        remote.close()
+
+
+def test_the_child_acts_with_the_weights_shared_before_each_request() -> None:
+    progress = TrainingProgress()
+    actor = SharedConstantActor(progress)
+    remote = CollectorProcess(
+        EpisodeCollector(EnvPool.from_envs([CorridorEnv(limit=4), CorridorEnv(limit=4)]), seed=0), actor, progress
+    )
+    try:
+        for value in (2, 0, 2):
+            actor.action.fill_(value)  # what the learner's refresh does, while the child is idle
+            remote.request(t_env=0)
+            assert (remote.receive().episodes.actions == value).all()
+        remote.request(t_env=10_000)  # the child's schedules see the learner's step count
+        assert (remote.receive().episodes.actions == 0).all()
+    finally:
+        remote.close()
+
+
+class RaisesAtStep2(CorridorEnv):
+    def step(self, actions: np.ndarray) -> StepResult:
+        if self.t == 2:
+            raise ValueError("the env broke at step 2")
+        return super().step(actions)
+
+
+def test_an_env_error_in_the_child_reaches_the_learner_with_its_traceback() -> None:
+    remote = CollectorProcess(
+        EpisodeCollector(EnvPool.from_envs([RaisesAtStep2()]), seed=0), SeededRandomActor(3, 0), TrainingProgress()
+    )
+    try:
+        remote.request(t_env=0)
+        with pytest.raises(RuntimeError, match=r"(?s)failed in its process.*ValueError: the env broke at step 2"):
+            remote.receive()
+    finally:
+        remote.close()
+
+
+def test_a_dead_child_is_a_clear_error_not_a_hang() -> None:
+    remote = CollectorProcess(
+        EpisodeCollector(EnvPool.from_envs([CorridorEnv()]), seed=0, name="corridor"),
+        SeededRandomActor(3, 0),
+        TrainingProgress(),
+    )
+    try:
+        os.kill(remote.process.pid, signal.SIGKILL)
+        remote.process.join(timeout=10)
+        died = r"collection process for env 'corridor' died .*pool.collection=serial"
+        with pytest.raises(EnvContractError, match=died):
+            remote.request(t_env=0)  # the pipe is broken: send fails, or the reply never comes
+            remote.receive()
+    finally:
+        remote.close()
+
+
+def test_the_child_ignores_ctrl_c_so_the_learner_can_checkpoint_first() -> None:
+    remote = CollectorProcess(
+        EpisodeCollector(EnvPool.from_envs([CorridorEnv()]), seed=0), SeededRandomActor(3, 0), TrainingProgress()
+    )
+    try:
+        os.kill(remote.process.pid, signal.SIGINT)
+        remote.request(t_env=0)
+        assert remote.receive().episodes.batch_size == 1 and remote.process.is_alive()
+    finally:
+        remote.close()
+    assert not remote.process.is_alive()
+
+
+def test_process_collection_trains_mpe_and_resumes_from_its_checkpoint(compose_train, tmp_path: Path) -> None:
+    short = [
+        "env=mpe/spread_simple",
+        "pool.collection=process",
+        "t_max=1500",
+        "test_interval=1000",
+        "test_nepisode=4",
+        "algo.batch_size=8",
+        "checkpoint.interval=500",
+        "print_report=false",
+    ]
+    first = train(compose_train(short), tmp_path / "run")
+    assert first["status"] == "completed" and first["env_steps"] == 1500 and first["updates"] > 0
+    assert first["final_test_return"] < 0
+    resumed = train(compose_train([*short, "t_max=2000"]), tmp_path / "run")
+    assert resumed["resumed_from_step"] == 1500 and resumed["env_steps"] == 2000
