@@ -400,11 +400,17 @@ def validate_config(cfg: DictConfig) -> None:
             OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.to_container(cfg[key], resolve=True))
         except OmegaConfBaseException as exc:
             raise ConfigError(f"in config group '{key}': {_one_line(exc)}") from exc
-    if str(cfg.pool.collection) in ("process", "Collection.process") and cfg.pool.mode == "workers":
-        raise ConfigError(
-            "pool.collection=process steps the envs in its own process and cannot restart env workers "
-            "started by the learner's; use pool.mode=inprocess with it (or pool.collection=thread with workers)"
-        )
+    if str(cfg.pool.collection) in ("process", "Collection.process"):
+        if cfg.pool.mode == "workers":
+            raise ConfigError(
+                "pool.collection=process steps the envs in its own process and cannot restart env workers "
+                "started by the learner's; use pool.mode=inprocess with it (or pool.collection=thread with workers)"
+            )
+        if family == "smax":
+            raise ConfigError(
+                "pool.collection=process forks the learner, and JAX (SMAX) deadlocks in a forked process; "
+                "use pool.collection=serial or thread for env=smax/*"
+            )
 
 
 def register_configs() -> None:
