@@ -17,7 +17,6 @@ import contextlib
 import multiprocessing as mp
 import signal
 import time
-import traceback
 from dataclasses import dataclass, fields
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from softqmix.data.buffer import EpisodeBatch
 from softqmix.data.collector import Actor, CollectStats, EpisodeCollector
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import EnvContractError
+from softqmix.pipe_server import serve
 
 if TYPE_CHECKING:
     from softqmix.data.stream import TrainingProgress
@@ -65,28 +65,14 @@ def _serve(conn: Connection, collector: EpisodeCollector, actor: Actor, progress
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)  # the other core is the learner's
-    try:
-        while True:
-            command, payload = conn.recv()
-            try:
-                if command == "collect":
-                    progress.t_env = payload
-                    started = time.perf_counter()
-                    episodes, stats = collector.collect(actor, explore=True)
-                    seconds = time.perf_counter() - started
-                    conn.send(("ok", (_batch_to_numpy(episodes), stats, seconds, collector.state_dict())))
-                elif command == "load_state":
-                    collector.load_state_dict(payload)
-                    conn.send(("ok", None))
-                elif command == "close":
-                    conn.send(("ok", None))
-                    return
-            except Exception:
-                conn.send(("error", traceback.format_exc()))
-    except (EOFError, KeyboardInterrupt):
-        pass
-    finally:
-        collector.close()
+
+    def collect(t_env: int) -> tuple[dict[str, np.ndarray], CollectStats, float, dict[str, object]]:
+        progress.t_env = t_env
+        started = time.perf_counter()
+        episodes, stats = collector.collect(actor, explore=True)
+        return _batch_to_numpy(episodes), stats, time.perf_counter() - started, collector.state_dict()
+
+    serve(conn, {"collect": collect, "load_state": collector.load_state_dict}, on_exit=collector.close)
 
 
 class CollectorProcess:

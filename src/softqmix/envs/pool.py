@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import threading
-import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
@@ -20,40 +19,29 @@ import numpy as np
 
 from softqmix.envs.base import EnvInfo, MultiAgentEnv, Observation, StepResult
 from softqmix.errors import EnvContractError
+from softqmix.pipe_server import serve
 
 log = logging.getLogger(__name__)
 
 EnvFactory = Callable[[], MultiAgentEnv]
 
 
+def _set_rng(env: MultiAgentEnv, state: Any) -> None:
+    if state is not None:
+        env.set_rng_state(state)  # type: ignore[attr-defined]
+
+
 def _worker(conn: Connection, factory: EnvFactory) -> None:
     """Serve one env over a pipe until told to close."""
     env = factory()
-    try:
-        while True:
-            command, payload = conn.recv()
-            try:
-                if command == "step":
-                    conn.send(("ok", env.step(payload)))
-                elif command == "reset":
-                    conn.send(("ok", env.reset(seed=payload)))
-                elif command == "info":
-                    conn.send(("ok", env.info()))
-                elif command == "get_rng":
-                    conn.send(("ok", env.get_rng_state() if hasattr(env, "get_rng_state") else None))
-                elif command == "set_rng":
-                    if payload is not None:
-                        env.set_rng_state(payload)
-                    conn.send(("ok", None))
-                elif command == "close":
-                    conn.send(("ok", None))
-                    return
-            except Exception:
-                conn.send(("error", traceback.format_exc()))
-    except (EOFError, KeyboardInterrupt):
-        pass
-    finally:
-        env.close()
+    handlers = {
+        "step": env.step,
+        "reset": lambda seed: env.reset(seed=seed),
+        "info": lambda _: env.info(),
+        "get_rng": lambda _: env.get_rng_state() if hasattr(env, "get_rng_state") else None,
+        "set_rng": lambda state: _set_rng(env, state),
+    }
+    serve(conn, handlers, on_exit=env.close)
 
 
 class _Worker:
