@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from softqmix.checkpointing import checkpoint_path
 from softqmix.data.collector import EpisodeCollector
 from softqmix.data.collector_process import CollectorProcess
 from softqmix.data.stream import TrainingProgress
@@ -146,3 +147,41 @@ def test_process_collection_trains_mpe_and_resumes_from_its_checkpoint(compose_t
     assert first["final_test_return"] < 0
     resumed = train(compose_train([*short, "t_max=2000"]), tmp_path / "run")
     assert resumed["resumed_from_step"] == 1500 and resumed["env_steps"] == 2000
+
+
+def test_ctrl_c_on_the_process_group_checkpoints_and_leaves_no_child(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the learner and the collection process together."""
+    import subprocess
+    import sys
+    import time
+
+    from softqmix.train import REPO_ROOT
+
+    run_dir = tmp_path / "run"
+    args = [
+        sys.executable,
+        "train.py",
+        "env=mpe/spread_simple",
+        "pool.collection=process",
+        "t_max=2000000",
+        "test_interval=20000",
+        "test_nepisode=4",
+        "algo.batch_size=8",
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+    ]
+    proc = subprocess.Popen(
+        args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / "metrics.csv").exists():
+        time.sleep(0.5)
+    time.sleep(3)  # well inside training, with a round in flight most of the time
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    step = torch.load(checkpoint_path(run_dir), weights_only=False)["progress"]["t_env"]
+    assert 0 < step < 2_000_000 and (run_dir / "preempted.json").exists()
+    time.sleep(1)
+    leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert leftover == [], f"processes left in the run's group: {leftover}"
