@@ -32,3 +32,10 @@ def compose_train() -> Callable[..., DictConfig]:
 # Tests never talk to wandb: the default logger's `mode=auto` honours WANDB_MODE, and
 # subprocesses started by the tests inherit it.
 os.environ["WANDB_MODE"] = "disabled"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the SMAX (JAX) tests last: JAX starts threads, and several tests fork worker or
+    collection processes, which is only safe before those threads exist."""
+    uses_jax = [item for item in items if "smax" in item.nodeid]
+    items[:] = [item for item in items if "smax" not in item.nodeid] + uses_jax
