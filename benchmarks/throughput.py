@@ -5,7 +5,8 @@
 
 For each (algo, batch size, pool mode) it trains for `--steps` env steps after `--warmup`
 env steps (the buffer fills and the first updates run), at the EPyMARL reference settings:
-4 envs, one update per collection of 4 episodes (one per 100 env steps). Reported:
+4 envs, one update per collection of 4 episodes (one per 100 env steps); `--envs 1` gives
+EPyMARL's other reference, one env and one update per episode. Reported:
 - env_steps_per_s: collection + learning together, after warm-up
 - updates_per_s, seconds_per_update (learner only), collect_seconds_per_100_steps (actor + envs)
 - peak_rss_mib of this process (worker processes not included)
@@ -52,7 +53,9 @@ class _Clock(L.Callback):
         self.module = pl_module
 
 
-def run(env: str, algo: str, batch_size: int, mode: str, steps: int, warmup: int, out_dir: Path) -> dict[str, Any]:
+def run(
+    env: str, algo: str, batch_size: int, mode: str, steps: int, warmup: int, out_dir: Path, n_envs: int = 4
+) -> dict[str, Any]:
     register_configs()
     GlobalHydra.instance().clear()
     overrides = [
@@ -63,7 +66,7 @@ def run(env: str, algo: str, batch_size: int, mode: str, steps: int, warmup: int
         f"test_interval={10 * (warmup + steps)}",  # one test at the start only
         "test_nepisode=4",
         f"log_interval={warmup + steps}",
-        "batch_size_run=4",
+        f"batch_size_run={n_envs}",
         f"pool.mode={mode.split('+')[0]}",
         f"pool.collection={mode.split('+')[1] if '+' in mode else 'serial'}",
         "trainer.enable_progress_bar=false",
@@ -75,7 +78,7 @@ def run(env: str, algo: str, batch_size: int, mode: str, steps: int, warmup: int
         cfg = compose(config_name="train", overrides=overrides)
     clock = _Clock(warmup)
     started = time.perf_counter()
-    run_dir = out_dir / f"{env.replace('/', '_')}_{algo}_b{batch_size}_{mode.replace('+', '_')}"
+    run_dir = out_dir / f"{env.replace('/', '_')}_{algo}_b{batch_size}_{mode.replace('+', '_')}_e{n_envs}"
     summary = train(cfg, run_dir, extra_callbacks=[clock])
     total = time.perf_counter() - started
     end = time.perf_counter()
@@ -90,6 +93,7 @@ def run(env: str, algo: str, batch_size: int, mode: str, steps: int, warmup: int
         "algo": algo,
         "batch_size": batch_size,
         "pool_mode": mode,
+        "n_envs": n_envs,
         "env_steps_measured": steps_done,
         "env_steps_per_s": round(steps_done / measured, 1),
         "updates_per_s": round(updates / measured, 2),
@@ -114,6 +118,7 @@ def main() -> None:
         default=["inprocess", "inprocess+thread", "inprocess+process", "workers"],
         help="pool.mode, with +thread or +process for pool.collection=thread|process (default serial)",
     )
+    parser.add_argument("--envs", type=int, default=4, help="batch_size_run: one update per this many episodes")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument(
         "--warmup", type=int, default=4_000, help="env steps before timing; at least enough to fill `batch` episodes"
@@ -126,7 +131,7 @@ def main() -> None:
         for batch in args.batch_sizes:
             for mode in args.modes:
                 warmup = max(args.warmup, 25 * (batch + 8))  # the buffer must hold `batch` episodes first
-                row = run(args.env, algo, batch, mode, args.steps, warmup, args.run_dir)
+                row = run(args.env, algo, batch, mode, args.steps, warmup, args.run_dir, args.envs)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     report = {
