@@ -22,9 +22,8 @@ from softqmix.algos.action_selection import LinearSchedule, masked_logits
 from softqmix.algos.learner_base import EnvLearner, RunSchedule, typed_config
 from softqmix.algos.policy_actor import PolicyActor
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
-from softqmix.config import Collection, FOPConfig, FOPTarget
-from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
-from softqmix.data.collector import EpisodeCollector
+from softqmix.config import FOPConfig, FOPTarget
+from softqmix.data.buffer import EpisodeBatch
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
 from softqmix.nets.agent import RNNAgent, agent_input_dim, build_agent_inputs
@@ -79,15 +78,9 @@ class FOP(EnvLearner):
     def actor(self) -> PolicyActor:
         return self._actor
 
-    def attach_envs(
-        self,
-        train: EpisodeCollector,
-        test: EpisodeCollector | None = None,
-        collection: Collection = Collection.serial,
-        collection_seed: int = 0,
-    ) -> None:
-        super().attach_envs(train, test, collection, collection_seed)
-        self.buffer = EpisodeBuffer(self.cfg.buffer_size, self.env_info)
+    @property
+    def replay_capacity(self) -> int:
+        return self.cfg.buffer_size
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         cfg = self.cfg

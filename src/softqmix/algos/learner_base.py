@@ -115,6 +115,11 @@ class EnvLearner(L.LightningModule):
         """What the collectors act with: sampling when exploring, greedy in tests."""
         raise NotImplementedError
 
+    @property
+    def replay_capacity(self) -> int | None:
+        """Episodes the replay buffer holds; None for on-policy learners (no buffer)."""
+        return None
+
     def extra_train_metrics(self) -> dict[str, float]:
         """Algorithm-specific values for each training log row (e.g. epsilon, temperature)."""
         return {}
@@ -139,6 +144,8 @@ class EnvLearner(L.LightningModule):
                 "set pool.collection=serial"
             )
         self.train_collector, self.test_collector = train, test or train
+        if self.replay_capacity is not None:
+            self.buffer = EpisodeBuffer(self.replay_capacity, self.env_info)
 
     def close_envs(self) -> None:
         """Stop what `attach_envs` started (a collection process); the caller closes the collectors

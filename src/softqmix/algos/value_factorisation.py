@@ -25,7 +25,7 @@ from softqmix.algos.behaviour import BehaviourPolicy
 from softqmix.algos.learner_base import EnvLearner, RunSchedule, typed_config
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
 from softqmix.config import AlgoConfig, Behaviour, Collection, Mixer
-from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
+from softqmix.data.buffer import EpisodeBatch
 from softqmix.data.collector import EpisodeCollector
 from softqmix.data.collector_process import CollectorProcess
 from softqmix.envs.base import EnvInfo
@@ -144,8 +144,11 @@ class ValueFactorisation(EnvLearner):
                 actor.share_memory()
                 train = CollectorProcess(train, actor, self.progress)  # type: ignore[assignment]
             self._collection_actor = actor
-        super().attach_envs(train, test)
-        self.buffer = EpisodeBuffer(self.cfg.buffer_size, self.env_info)
+        super().attach_envs(train, test)  # allocates the replay buffer, after the fork
+
+    @property
+    def replay_capacity(self) -> int:
+        return self.cfg.buffer_size
 
     def _sync_collection_actor(self) -> None:
         if self._collection_actor is not None:
