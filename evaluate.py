@@ -1,6 +1,6 @@
 """Evaluate a trained run: `python evaluate.py run=<run dir> [render=true]`."""
 
-from softqmix.evaluate import main
+from softqmix.cli_checks import run_evaluate_cli
 
 if __name__ == "__main__":
-    main()
+    run_evaluate_cli()

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import torch
 
-from softqmix.algos.learner_base import RunSchedule
-from softqmix.algos.value_factorisation import ValueFactorisation
+from softqmix.algos.registry import build_learner
 from softqmix.checkpointing import capture_rng_state, load_buffer, save_buffer
 from softqmix.data.buffer import EpisodeBuffer
 from softqmix.envs.base import EnvInfo
@@ -31,7 +30,7 @@ SHAPES = {
 
 
 def measure(name: str, info: EnvInfo, buffer_size: int) -> dict[str, float | int | str]:
-    module = ValueFactorisation({"name": "soft_qmix"}, info, False, RunSchedule(t_max=1))
+    module = build_learner({"name": "soft_qmix"}, info, False)
     buffer = EpisodeBuffer(buffer_size, info)
     gen = torch.Generator().manual_seed(0)
     buffer.storage.obs.copy_(torch.randn(buffer.storage.obs.shape, generator=gen))

@@ -28,8 +28,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from softqmix import CONF_DIR
 from softqmix.config import register_configs
-from softqmix.train import CONF_DIR, train
+from softqmix.train import train
 
 
 class _Clock(L.Callback):

@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from softqmix import CONF_DIR
 from softqmix.config import register_configs
-from softqmix.train import CONF_DIR
 
 register_configs()
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from softqmix.envs.base import EnvInfo, Observation, StepResult
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # where train.py and evaluate.py are
 
 # env=mpe/spread_simple as a plain mapping, for building pools without Hydra
 MPE_SIMPLE = {

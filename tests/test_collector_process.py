@@ -15,11 +15,11 @@ from torch import nn
 from softqmix.checkpointing import checkpoint_path
 from softqmix.data.collector import EpisodeCollector
 from softqmix.data.collector_process import CollectorProcess
-from softqmix.data.stream import TrainingProgress
 from softqmix.envs.base import StepResult
 from softqmix.envs.pool import EnvPool
 from softqmix.envs.registry import env_factory
 from softqmix.errors import EnvContractError
+from softqmix.progress import TrainingProgress
 from softqmix.train import train
 from tests.helpers import MPE_SIMPLE, CorridorEnv, SeededRandomActor
 
@@ -155,7 +155,7 @@ def test_ctrl_c_on_the_process_group_checkpoints_and_leaves_no_child(tmp_path: P
     import sys
     import time
 
-    from softqmix.train import REPO_ROOT
+    from tests.helpers import REPO_ROOT
 
     run_dir = tmp_path / "run"
     args = [

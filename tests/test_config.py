@@ -10,6 +10,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from softqmix.config import validate_config
 from softqmix.envs.matrix import MatrixGameEnv
+from softqmix.errors import ConfigError
 
 CONFIG_ERRORS = (ConfigCompositionException, OmegaConfBaseException)
 
@@ -37,7 +38,6 @@ def test_default_config_is_soft_qmix_on_the_paper_matrix_game(compose_train) -> 
         (["ablation=entropi"], "entropi"),
         (["algo.gamma=high"], "gamma"),  # wrong type
         (["algo.batch_size=1.5"], "batch_size"),
-        (["algo.mixer=qmx"], "qmx"),  # not one of the enum values
         (["trainer.devices=two"], "devices"),
         (["pool.collection=procss"], "procss"),
         (["pool.overlap_learning=true"], "overlap_learning"),  # the old switch, now pool.collection
@@ -47,6 +47,28 @@ def test_bad_override_names_the_problem(compose_train, overrides: list[str], nee
     with pytest.raises(CONFIG_ERRORS) as err:
         compose_train(overrides)
     assert needle in _message(err.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["algo.mixer=qmx"], "unknown mixer 'qmx'; valid mixers: none, qmix, qplex, sum"),
+        (["algo.name=qmx"], "unknown algorithm 'qmx'; valid algorithms: fop, iql, mappo, qmix, qplex, soft_qmix, vdn"),
+        (["env.family=mpee"], "unknown env family 'mpee'; valid env families: matrix, mpe, smacv2, smax"),
+    ],
+)
+def test_unknown_registry_names_list_the_registered_ones(compose_train, overrides: list[str], message: str) -> None:
+    """Names that select code (algorithm, env family, mixer) come from registries filled by the modules."""
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose_train(overrides))
+    assert message in str(err.value)
+
+
+def test_an_ablation_never_relabels_another_algorithm(compose_train) -> None:
+    """Ablation bundles are Soft-QMIX's variants: on algo=qmix they would run Soft-QMIX labelled qmix[full]."""
+    with pytest.raises(ConfigError, match=r"ablation=full is a variant of soft_qmix, not of algo=qmix"):
+        validate_config(compose_train(["algo=qmix", "ablation=full"]))
+    validate_config(compose_train(["algo=soft_qmix", "ablation=full"]))
 
 
 def test_key_forced_in_with_plus_is_caught_before_training(compose_train) -> None:
@@ -68,9 +90,7 @@ def test_collection_process_with_env_workers_or_smax_is_refused_with_the_fix(com
 def test_typo_in_a_yaml_file_names_the_key(compose_train, tmp_path: Path) -> None:
     conf = tmp_path / "conf"
     (conf / "algo").mkdir(parents=True)
-    (conf / "algo" / "mine.yaml").write_text(
-        "defaults:\n  - /schema/algo@_here_\n  - _self_\nname: mine\ntd_lamda: 0.8\n"
-    )
+    (conf / "algo" / "mine.yaml").write_text("defaults:\n  - /schema/algo/qmix@_here_\n  - _self_\ntd_lamda: 0.8\n")
     with pytest.raises(CONFIG_ERRORS) as err:
         compose_train(["algo=mine", f"hydra.searchpath=[file://{conf}]"])
     assert "td_lamda" in _message(err.value)

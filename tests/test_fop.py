@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from softqmix.algos.fop import FOP
+from softqmix.algos.registry import build_learner
 from softqmix.data.buffer import EpisodeBatch
 from softqmix.envs.base import EnvInfo
 from softqmix.nets.fop_mixer import FOPMixer
@@ -19,7 +19,7 @@ def test_lambda_is_positive_even_with_negative_weights() -> None:
     torch.manual_seed(0)
     mixer = FOPMixer(N, A, S, n_heads=4, embed_dim=32)
     with torch.no_grad():
-        for layer in [*mixer.keys, *mixer.agent_weights, *mixer.action_weights]:
+        for layer in [*mixer.weights.keys, *mixer.weights.agent_weights, *mixer.weights.action_weights]:
             layer.weight.mul_(-5.0)
     state = torch.randn(64, S) * 10
     actions = torch.nn.functional.one_hot(torch.randint(0, A, (64, N)), A).float()
@@ -41,7 +41,7 @@ def test_joint_value_is_the_factorised_form_with_unit_gradient_in_q() -> None:
 
 
 def test_soft_value_by_hand() -> None:
-    module = FOP({"name": "fop"}, EnvInfo(2, 2, 3, 4, 1), False, {"t_max": 10})
+    module = build_learner({"name": "fop"}, EnvInfo(2, 2, 3, 4, 1), False)
     # 0.5 log(e^{1/0.5} + e^{2/0.5}) = 2 + 0.5 log(1 + e^{-2})
     assert module.soft_values(torch.tensor([1.0, 2.0]), 0.5).item() == pytest.approx(
         2 + 0.5 * math.log(1 + math.exp(-2))
@@ -60,7 +60,7 @@ def one_step_batch(reward: float) -> EpisodeBatch:
 
 @pytest.mark.parametrize(("target", "entropy_bonus"), [("soft_td_lambda", 0.0), ("code", 0.5 * math.log(2))])
 def test_targets_of_a_terminated_step(target: str, entropy_bonus: float) -> None:
-    module = FOP({"name": "fop", "target": target}, EnvInfo(2, 3, 3, 4, 1), False, {"t_max": 10})
+    module = build_learner({"name": "fop", "target": target}, EnvInfo(2, 3, 3, 4, 1), False)
     with torch.no_grad():  # a uniform policy: log π = −log 2 over the two available actions
         module.policy.fc2.weight.zero_()
         module.policy.fc2.bias.zero_()

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from softqmix.algos.mappo import MAPPO
+from softqmix.algos.registry import build_learner
 from softqmix.data.collector import EpisodeCollector
+from softqmix.data.rollout import Minibatch
 from softqmix.envs import env_factory
 from softqmix.envs.pool import EnvPool
 from softqmix.train import train
@@ -22,7 +23,7 @@ UNIFORM_RETURN = -40.0 / 9.0
 def prepared_mpe_rollout(compose_train, chunk_length: int):
     cfg = compose_train(["algo=mappo", "env=mpe/spread_simple", f"algo.chunk_length={chunk_length}"])
     collector = EpisodeCollector(EnvPool(env_factory(MPE_SIMPLE), 2, name="mpe"), seed=0)
-    module = MAPPO(cfg.algo, collector.info, False, {"t_max": 1000})
+    module = build_learner(cfg.algo, collector.info, False, t_max=1000)
     batch, _ = collector.collect(module.actor, explore=True)
     collector.close()
     return module, module.prepare_rollout(batch)
@@ -36,7 +37,7 @@ def test_chunks_started_from_rollout_hidden_states_give_the_rollout_policy(compo
     full = module.policy.unroll(rollout.inputs)[:, :-1]
     torch.testing.assert_close(module._chunked_logits(rollout, rows), full, atol=1e-5, rtol=1e-5)
     # so before any update the PPO ratio is 1 everywhere: nothing is clipped, no KL
-    losses = module.compute_losses(rollout, rows)
+    losses = module.compute_losses(Minibatch(rollout, rows, epoch=0))
     assert losses["train/clip_fraction"].item() == 0.0
     assert abs(losses["train/approx_kl"].item()) < 1e-6
 
@@ -62,14 +63,17 @@ def test_short_mappo_run_improves_on_the_uniform_policy(compose_train, tmp_path:
 
 
 def test_overlapping_collection_is_refused_with_the_algo_named(compose_train) -> None:
-    from softqmix.config import Collection
+    from softqmix.config import Collection, validate_config
     from softqmix.errors import ConfigError
+    from softqmix.loop import TrainingLoop
 
     cfg = compose_train(["algo=mappo", "env=mpe/spread_simple"])
     collector = EpisodeCollector(EnvPool(env_factory(MPE_SIMPLE), 1, name="mpe"), seed=0)
-    module = MAPPO(cfg.algo, collector.info, False, {"t_max": 1000})
+    loop = TrainingLoop(cfg.algo, collector.info, False, {"t_max": 1000})
     for mode in (Collection.thread, Collection.process):
-        refused = f"pool.collection={mode.value} .* not for algo=mappo; set pool.collection=serial"
-        with pytest.raises(ConfigError, match=refused):
-            module.attach_envs(collector, collector, mode, collection_seed=1)
+        refused = f"pool.collection={mode.value} .* algo=mappo.*; set pool.collection=serial"
+        with pytest.raises(ConfigError, match=refused):  # at start-up, before any env is built
+            validate_config(compose_train(["algo=mappo", "env=mpe/spread_simple", f"pool.collection={mode.value}"]))
+        with pytest.raises(ConfigError, match=refused):  # and for a loop built in code
+            loop.attach_envs(collector, collector, mode, collection_seed=1)
     collector.close()

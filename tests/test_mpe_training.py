@@ -14,8 +14,8 @@ from PIL import Image
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs.pool import EnvPool
 from softqmix.envs.registry import env_factory
-from softqmix.train import REPO_ROOT, train
-from tests.helpers import MPE_SIMPLE, SeededRandomActor
+from softqmix.train import train
+from tests.helpers import MPE_SIMPLE, REPO_ROOT, SeededRandomActor
 
 LEARNING_STEPS = 50_000
 # Measured (seed 0, 32 test episodes): Soft-QMIX -189.3 after 50k env steps with 4 updates per collection,

@@ -9,12 +9,15 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from softqmix import CONF_DIR
+from softqmix.algos.registry import algorithm
 from softqmix.cli_checks import group_options
 from softqmix.config import validate_config
-from softqmix.train import CONF_DIR
+from softqmix.train import train
+from tests.fakes import smacv2 as fake_smacv2
 
 RECIPES = group_options(CONF_DIR, "experiment")
-# Paper grids: (runs, keys swept). ALGORITHM.md §6-§8 and the paper's §5.2-§5.4.
+# Paper grids: (runs, keys swept). The paper's §5.2-§5.4 (docs/algorithms/soft_qmix.md).
 GRIDS = {
     "paper_mpe": (3 * 6 * 5, {"env", "algo", "seed"}),
     "paper_smacv2": (6 * 4 * 5, {"env", "algo", "seed"}),
@@ -62,3 +65,55 @@ def test_paper_mpe_runs_each_method_once_with_the_mpe_settings(compose_train) ->
             methods.add((algo.name, algo.alpha if algo.name == "soft_qmix" else None, algo.batch_size))
     vf = {("qmix", None), ("soft_qmix", 0.005), ("soft_qmix", 0.01), ("soft_qmix", 0.03)}
     assert methods == {(name, alpha, 800) for name, alpha in vf} | {("mappo", None, None), ("fop", None, None)}
+
+
+def covering_jobs(recipe: str) -> list[list[str]]:
+    """Jobs of the recipe's sweep such that every value of every axis runs at least once (job k takes value
+    k of each axis, wrapping around): 6 of paper_mpe's 90 runs, every map and every method among them."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={recipe}"], return_hydra_config=True)
+    parser = OverridesParser.create()
+    axes = []
+    for key, values in (cfg.hydra.sweeper.params or {}).items():
+        (override,) = parser.parse_overrides([f"{key}={values}"])
+        axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+    if not axes:
+        return [[]]
+    return [[axis[k % len(axis)] for axis in axes] for k in range(max(len(axis) for axis in axes))]
+
+
+# Per env family: env steps of the tiny run (a few collection rounds).
+TINY_STEPS = {"matrix": 40, "mpe": 200, "smacv2": 400, "smax": 400}
+
+
+def tiny_budget(compose_train, recipe: str, job: list[str]) -> list[str]:
+    """Overrides that shrink a recipe's job to seconds without changing what code it runs."""
+    cfg = compose_train([f"experiment={recipe}", *job])
+    steps = TINY_STEPS[cfg.env.family]
+    spec = algorithm(cfg.algo.name)
+    sizes = (
+        ["algo.rollout_episodes=4", "algo.ppo_epochs=1"]
+        if spec.on_policy
+        else ["algo.batch_size=2", "algo.buffer_size=16", "algo.burn_in_episodes=0"]
+    )
+    return [f"t_max={steps}", f"test_interval={steps}", "test_nepisode=2", "checkpoint.interval=0", *sizes]
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_runs_end_to_end_at_a_tiny_budget(compose_train, tmp_path, monkeypatch, recipe: str) -> None:
+    """Composing is not enough: each recipe's jobs (a covering set of its sweep) train, test and checkpoint,
+    with the recipe's own settings (env workers included) except the budget; SMACv2 through the fake."""
+    fake_smacv2.install(monkeypatch)
+    for k, job in enumerate(covering_jobs(recipe)):
+        overrides = [
+            f"experiment={recipe}",
+            *job,
+            *tiny_budget(compose_train, recipe, job),
+            "logger=csv",
+            "trainer.enable_progress_bar=false",
+            "print_report=false",
+        ]
+        summary = train(compose_train(overrides), tmp_path / f"job{k}")
+        assert summary["status"] == "completed" and summary["updates"] > 0, (recipe, job)
+        assert summary["env_steps"] >= TINY_STEPS[summary["env"].split("/")[0]] and len(summary["tests"]) >= 2

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from softqmix.algos.learner_base import RunSchedule
-from softqmix.algos.value_factorisation import ValueFactorisation
+from softqmix.algos.registry import build_learner
 from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_path
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs.base import EnvInfo, Observation, StepResult
 from softqmix.errors import ConfigError, EnvContractError, TrainingDiverged
-from softqmix.train import REPO_ROOT, train
+from softqmix.train import train
+from tests.helpers import REPO_ROOT
 
 SMALL = [
     "t_max=1200",
@@ -186,7 +186,7 @@ def test_env_contract_violations_name_env_and_agent(mode: str, needle: str) -> N
 def test_qmix_mixer_on_an_env_without_state_is_rejected() -> None:
     info = EnvInfo(n_agents=2, n_actions=3, obs_dim=4, state_dim=0, episode_limit=5)
     with pytest.raises(ConfigError, match="needs a global state"):
-        ValueFactorisation({"name": "qmix", "mixer": "qmix"}, info, False, RunSchedule(t_max=1))
+        build_learner({"name": "qmix", "mixer": "qmix"}, info, False)
 
 
 def _cli(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:

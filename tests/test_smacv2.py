@@ -15,11 +15,11 @@ from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import env_factory, make_env
 from softqmix.envs.pool import EnvPool
 from softqmix.envs.smacv2 import INSTALL_HINT
-from softqmix.train import REPO_ROOT, train
+from softqmix.train import train
 from tests.fakes import smacv2 as fake
-from tests.helpers import MaskedRandomActor
+from tests.helpers import REPO_ROOT, MaskedRandomActor
 
-# SMACV2_API.md, checked there against the real smacv2 code: state, obs, n_actions, n_agents.
+# From smacv2's get_*_size formulas (starcraft2.py): state, obs, n_actions, n_agents.
 PAPER_SCENARIOS = {
     "protoss_5v5": (130, 92, 11, 5),
     "terran_5v5": (120, 82, 11, 5),

@@ -13,7 +13,7 @@ from nbclient import NotebookClient
 from omegaconf import OmegaConf
 
 from softqmix.results import RunStatus, summarise
-from softqmix.train import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 # 2 ablations × 2 seeds; Hydra numbers the jobs (qmix, 0), (qmix, 1), (full, 0), (full, 1).
 SWEEP = ["-m", "experiment=debug/tiny", "algo=soft_qmix", "ablation=qmix,full", "seed=0,1"]

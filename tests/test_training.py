@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from softqmix.train import REPO_ROOT, train
+from softqmix.train import train
+from tests.helpers import REPO_ROOT
 
 TINY = [
     "t_max=2000",

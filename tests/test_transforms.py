@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from softqmix.algos.action_selection import greedy_actions, masked_logits
-from softqmix.algos.learner_base import RunSchedule
+from softqmix.algos.registry import build_learner
 from softqmix.algos.value_factorisation import ValueFactorisation
 from softqmix.envs.base import EnvInfo
 from softqmix.nets.transforms import AffineF, MonotoneG
@@ -62,7 +62,7 @@ def test_without_nonneg_the_transforms_can_reverse_the_order() -> None:
 
 def _module(algo: dict[str, object]) -> ValueFactorisation:
     info = EnvInfo(n_agents=N_AGENTS, n_actions=N_ACTIONS, obs_dim=4, state_dim=STATE_DIM, episode_limit=5)
-    return ValueFactorisation({"name": "test", **algo}, info, True, RunSchedule(t_max=1))
+    return build_learner({"name": "soft_qmix", **algo}, info, True)
 
 
 PAPER_FORM = {"mixer": "qmix", "behaviour": "softmax", "soft_target": True, "use_f": True, "use_g": True}

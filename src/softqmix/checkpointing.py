@@ -92,10 +92,11 @@ def save_buffer(buffer: EpisodeBuffer, path: Path, stamp: int) -> int:
 
 def load_buffer(buffer: EpisodeBuffer, path: Path, stamp: int) -> None:
     """Restore the buffer saved with `stamp`; a buffer from another env step would silently change the run."""
-    state = torch.load(io.BytesIO(gzip.decompress(path.read_bytes())), weights_only=False)
-    if state.pop("stamp") != stamp:
+    state = torch.load(io.BytesIO(gzip.decompress(path.read_bytes())), weights_only=True)  # tensors and ints only
+    saved_at = state.pop("stamp")
+    if saved_at != stamp:
         raise RuntimeError(
-            f"{path} belongs to another checkpoint (env step {state.get('stamp')}, expected {stamp}); "
+            f"{path} belongs to another checkpoint (env step {saved_at}, expected {stamp}); "
             "delete it to resume without the replay buffer"
         )
     buffer.load_state_dict(state)

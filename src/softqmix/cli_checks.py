@@ -45,3 +45,26 @@ def flags_first(argv: list[str]) -> list[str]:
     """
     flags = [arg for arg in argv if arg in FLAGS_WITHOUT_VALUE]
     return flags + [arg for arg in argv if arg not in FLAGS_WITHOUT_VALUE]
+
+
+def run_train_cli() -> None:
+    """`python train.py ...`, `python -m softqmix.train ...` and `softqmix-train ...`."""
+    import sys
+
+    from softqmix import CONF_DIR
+
+    sys.argv[1:] = flags_first(sys.argv[1:])  # `train.py algo=x -m seed=0,1` as well as `train.py -m ...`
+    problem = unknown_group_choice(sys.argv[1:], CONF_DIR)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
+    from softqmix.train import main
+
+    main()
+
+
+def run_evaluate_cli() -> None:
+    """`python evaluate.py run=<run dir>`, `python -m softqmix.evaluate ...` and `softqmix-evaluate ...`."""
+    from softqmix.evaluate import main
+
+    main()

@@ -12,31 +12,31 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from softqmix.algos.learner_base import EnvLearner
-from softqmix.algos.registry import learner_class
+from softqmix import CONF_DIR
 from softqmix.checkpointing import checkpoint_env_step, checkpoint_path
+from softqmix.config import register_configs
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import env_factory, make_env
 from softqmix.envs.pool import EnvPool
 from softqmix.errors import ConfigError, UserError
+from softqmix.loop import TrainingLoop
 from softqmix.outputs import write_json
-from softqmix.train import CONF_DIR
 
 
-def load_run(run_dir: Path) -> tuple[DictConfig, EnvLearner, int]:
+def load_run(run_dir: Path) -> tuple[DictConfig, TrainingLoop, int]:
     """The run's config and its learner restored from checkpoints/last.ckpt."""
     ckpt = checkpoint_path(run_dir)
     if not (run_dir / "config.yaml").exists() or not ckpt.exists():
         raise ConfigError(f"run={run_dir}: expected config.yaml and {ckpt}; give a run dir written by train.py")
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    module = learner_class(str(cfg.algo.name)).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    module = TrainingLoop.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
     module.eval()
     step = checkpoint_env_step(ckpt)
     return cfg, module, step
 
 
 @torch.no_grad()
-def render_episode(module: EnvLearner, env: Any, seed: int) -> list[np.ndarray]:
+def render_episode(module: TrainingLoop, env: Any, seed: int) -> list[np.ndarray]:
     """Frames of one greedy episode (argmax of the raw Q_i), rendered by the env in rgb_array mode."""
     first = env.reset(seed=seed)
     frames = [env.render()]
@@ -98,6 +98,9 @@ def evaluate(eval_cfg: DictConfig) -> dict[str, Any]:
     return report
 
 
+register_configs()
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(eval_cfg: DictConfig) -> None:
     try:
@@ -109,3 +112,7 @@ def main(eval_cfg: DictConfig) -> None:
         f"{report['test/episodes']:.0f} greedy episodes: return {report['test/return_mean']:.3f} "
         f"± {report['test/return_std']:.3f}, win rate {report['test/battle_won_mean']:.3f} -> {eval_cfg.run}/eval.json"
     )
+
+
+if __name__ == "__main__":  # python -m softqmix.evaluate
+    main()

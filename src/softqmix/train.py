@@ -18,8 +18,7 @@ from hydra.types import RunMode
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
-from softqmix.algos.learner_base import RunSchedule
-from softqmix.algos.registry import make_learner
+from softqmix import CONF_DIR
 from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_env_step, checkpoint_path
 from softqmix.config import Collection, register_configs, validate_config
 from softqmix.data.collector import EpisodeCollector
@@ -28,13 +27,13 @@ from softqmix.envs.pool import EnvPool
 from softqmix.envs.registry import check_env_requirements
 from softqmix.errors import ConfigError, EnvContractError, TrainingDiverged, UserError
 from softqmix.eval.matrix_report import format_matrix_report, matrix_game_report, matrix_policy_report
-from softqmix.eval.progress import EnvStepProgressBar
-from softqmix.eval.schedule import GreedyEvaluation
+from softqmix.loop import RunSchedule, TrainingLoop
+from softqmix.loop.progress_bar import EnvStepProgressBar
+from softqmix.loop.schedule import GreedyEvaluation
 from softqmix.outputs import build_loggers, finish_loggers, git_commit, package_versions, write_json
 from softqmix.preemption import PeriodicCheckpoint, PreemptionCheckpoint, redeliver
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONF_DIR = REPO_ROOT / "conf"
+PACKAGE_DIR = Path(__file__).resolve().parent  # the code's own dir: its git commit goes into summary.json
 
 # Known-harmless messages: Hydra creates the run dir before the CSV logger writes into it,
 # the data loader is an in-process stream by design (collection shares the actor's weights),
@@ -135,7 +134,7 @@ def _fit(
         test_nepisode=cfg.test_nepisode,
         log_interval=cfg.log_interval,
     )
-    module = make_learner(cfg.algo, info, cfg.env.obs_last_action, schedule)
+    module = TrainingLoop(cfg.algo, info, cfg.env.obs_last_action, schedule)
     module.attach_envs(collector, test_collector, Collection(cfg.pool.collection), collection_seed=cfg.seed + 1)
     cleanup.callback(module.close_envs)
     module.configure_checkpointing(checkpoint_path(run_dir).parent, cfg.checkpoint.save_buffer)
@@ -204,7 +203,7 @@ def _fit(
         "final_test_battle_won": tests[-1]["test/battle_won_mean"] if tests and info.reports_wins else None,
         "stop_signal": module.stop_signal,
         "versions": package_versions(),
-        "git": git_commit(REPO_ROOT),
+        "git": git_commit(PACKAGE_DIR),
         "tests": tests,  # every greedy evaluation with its per-episode returns and outcomes
     }
     # Trainer, module, stream and callbacks reference each other, so the replay buffer (12 GB for SMAX
@@ -217,8 +216,8 @@ def _fit(
         return summary
     if cfg.env.family == "matrix":
         # value learners report their joint value; policy-gradient learners only their policies
-        reporter = matrix_game_report if hasattr(module, "mixer") else matrix_policy_report
-        report = reporter(module, make_env(cfg.env))
+        reporter = matrix_game_report if module.spec.joint_value else matrix_policy_report
+        report = reporter(module.learner, make_env(cfg.env))
         summary["matrix_game"] = report
         if cfg.print_report:
             print(format_matrix_report(report, [list(r) for r in cfg.env.payoff], cfg.env.action_names))
@@ -266,3 +265,9 @@ def main(cfg: DictConfig) -> float | None:
         )
         redeliver(summary["stop_signal"])
     return summary["final_test_return"]
+
+
+if __name__ == "__main__":  # python -m softqmix.train
+    from softqmix.cli_checks import run_train_cli
+
+    run_train_cli()

@@ -1,4 +1,5 @@
-"""An API-faithful stand-in for `smacv2.env.StarCraftCapabilityEnvWrapper`, written from SMACV2_API.md.
+"""An API-faithful stand-in for `smacv2.env.StarCraftCapabilityEnvWrapper`, written from smacv2's interface
+(the wrapper in oxwhirl/smacv2, smacv2/env/starcraft2/wrapper.py and starcraft2.py; docs/smacv2.md).
 
 StarCraft II cannot run here, so everything SMACv2-specific that the platform relies on is
 reproduced: the constructor's keyword arguments and its in-place edit of `capability_config`,
@@ -62,7 +63,7 @@ class StarCraftCapabilityEnvWrapper:
         self._rng = np.random.default_rng()  # unseeded, as smacv2's generators
         StarCraftCapabilityEnvWrapper.instances.append(self)
 
-    # ---- sizes (SMACV2_API.md formulas)
+    # ---- sizes (the formulas of smacv2's starcraft2.py get_*_size)
     def get_obs_size(self) -> int:
         sh = self.shield
         return 4 + self.n_enemies * (4 + 3 + 1 + sh) + (self.n_agents - 1) * (4 + 1 + sh + 3) + (1 + sh + 2 + 3)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 # Logit given to unavailable actions: finite, so a fully masked (padded) step gives a
-# uniform policy instead of NaN, as in the released code (ALGORITHM.md §9.6).
+# uniform policy instead of NaN, as in the released code (docs/algorithms/soft_qmix.md).
 MASKED_LOGIT = -1e9
 
 

@@ -5,13 +5,24 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable
+from enum import Enum
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from softqmix.algos.action_selection import epsilon_greedy, greedy_actions, sample_softmax
-from softqmix.config import AlgoConfig, Behaviour
 from softqmix.nets.agent import RNNAgent, build_agent_inputs
+
+if TYPE_CHECKING:
+    from softqmix.algos.value_factorisation import ValueFactorisationConfig
+
+
+class Behaviour(str, Enum):
+    """Exploration policy used while collecting training episodes."""
+
+    eps_greedy = "eps_greedy"
+    softmax = "softmax"  # softmax(f(g(Q))/alpha) over available actions
 
 
 class BehaviourPolicy:
@@ -27,7 +38,7 @@ class BehaviourPolicy:
         agent: RNNAgent,
         g: nn.Module,
         f: nn.Module,
-        cfg: AlgoConfig,
+        cfg: ValueFactorisationConfig,
         obs_last_action: bool,
         n_actions: int,
         n_agents: int,

@@ -10,48 +10,70 @@ target copies every 200 episodes, RMSprop, a 100-episode burn-in.
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from enum import Enum
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from softqmix.algos.action_selection import LinearSchedule, masked_logits
-from softqmix.algos.learner_base import EnvLearner, RunSchedule, typed_config
+from softqmix.algos.learner import Learner, Optimizer, OptimizerGroup, ReplayLearnerConfig
 from softqmix.algos.policy_actor import PolicyActor
+from softqmix.algos.registry import AlgorithmSpec, register_algorithm
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
-from softqmix.config import FOPConfig, FOPTarget
 from softqmix.data.buffer import EpisodeBatch
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
 from softqmix.nets.agent import RNNAgent, agent_input_dim, build_agent_inputs
 from softqmix.nets.fop_mixer import FOPMixer
+from softqmix.progress import TrainingProgress
 
 
-class FOP(EnvLearner):
-    """FOP's actor, twin critics and mixers on the shared replay machinery."""
+class FOPTarget(str, Enum):
+    code = "code"  # the authors' code: hard TD(lambda) on Q_tot, then - alpha * mean_i log pi_i(a'_{t+1}) once
+    soft_td_lambda = "soft_td_lambda"  # the soft target of the maths: entropy of the joint policy inside TD(lambda)
 
+
+@dataclass
+class FOPConfig(ReplayLearnerConfig):
+    """FOP as in the authors' code (docs/algorithms/fop.md) with the paper's baseline settings (its Appendix J)."""
+
+    name: str = "fop"
+    actor_lr: float = 5e-4
+    critic_lr: float = 5e-4
+    optimizer: Optimizer = Optimizer.rmsprop
+    td_lambda: float = 0.4  # the paper's Appendix J; the authors' FOP code uses 0.8
+    target: FOPTarget = FOPTarget.code
+    alpha_start: float = 0.5  # temperature, annealed linearly (the code: max(0.05, 0.5 - t/2e5))
+    alpha_finish: float = 0.05
+    alpha_anneal_time: int = 90_000  # env steps from alpha_start to alpha_finish
+    epsilon_anneal_time: int = 50_000  # the exploration floor mixed into the sampled policy
+    batch_size: int = 32
+    burn_in_episodes: int = 100
+    updates_per_collect: int = 4  # the code updates once per episode; 4 envs give 4 episodes per collection
+    n_heads: int = 4  # lambda heads of the mixer
+    mixing_embed_dim: int = 32  # hidden width of the mixer's V(s)
+    critic_hidden_dim: int = 64
+    twin_critics: bool = True  # two critics and mixers, the minimum in targets and the policy loss
+
+
+def validate_fop(cfg: FOPConfig) -> None:
+    if cfg.batch_size > cfg.buffer_size:
+        raise ConfigError(f"algo.batch_size ({cfg.batch_size}) exceeds algo.buffer_size ({cfg.buffer_size})")
+
+
+class FOP(Learner):
+    """FOP's actor, twin critics and mixers."""
+
+    objective = ("loss/policy", "loss/critic1", "loss/critic2")
     divergence_hint = "lower algo.actor_lr / algo.critic_lr, or check the env's rewards"
 
     def __init__(
-        self,
-        algo: FOPConfig | DictConfig | dict[str, Any],
-        env_info: EnvInfo | dict[str, Any],
-        obs_last_action: bool,
-        schedule: RunSchedule | dict[str, int],
+        self, cfg: FOPConfig, env_info: EnvInfo, obs_last_action: bool, progress: TrainingProgress, t_max: int = 0
     ) -> None:
-        super().__init__(env_info, schedule)
-        self.cfg = cfg = typed_config(FOPConfig, algo)
-        info = self.env_info
-        if cfg.batch_size > cfg.buffer_size:
-            raise ConfigError(f"algo.batch_size ({cfg.batch_size}) exceeds algo.buffer_size ({cfg.buffer_size})")
-        if info.state_dim == 0:
-            raise ConfigError("FOP's mixer needs a global state, and this env has none (state_dim=0)")
-        self.obs_last_action = obs_last_action
-        self.save_run_hyperparameters(cfg, obs_last_action)
-        self.automatic_optimization = False
+        super().__init__(cfg, env_info, obs_last_action, progress, t_max)
+        validate_fop(cfg)
+        info = env_info
         n, a = info.n_agents, info.n_actions
         self.policy = RNNAgent(
             agent_input_dim(info.obs_dim, n, a, obs_last_action, cfg.obs_agent_id), cfg.rnn_hidden_dim, a
@@ -78,24 +100,12 @@ class FOP(EnvLearner):
     def actor(self) -> PolicyActor:
         return self._actor
 
-    @property
-    def replay_capacity(self) -> int:
-        return self.cfg.buffer_size
-
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        cfg = self.cfg
-        return self.replay_stream(
-            self.actor, cfg.batch_size, cfg.updates_per_collect, min_episodes=cfg.burn_in_episodes
-        )
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        cfg = self.cfg
-        make = lambda params, lr: torch.optim.RMSprop(params, lr=lr, alpha=cfg.rmsprop_alpha, eps=cfg.rmsprop_eps)  # noqa: E731
+    def optimizer_groups(self) -> list[OptimizerGroup]:
         return [
-            make(self.policy.parameters(), cfg.actor_lr),
+            OptimizerGroup("policy", list(self.policy.parameters()), self.cfg.actor_lr),
             *(
-                make([*critic.parameters(), *mixer.parameters()], cfg.critic_lr)
-                for critic, mixer in zip(self.critics, self.mixers, strict=True)
+                OptimizerGroup(f"critic{k}", [*critic.parameters(), *mixer.parameters()], self.cfg.critic_lr)
+                for k, (critic, mixer) in enumerate(zip(self.critics, self.mixers, strict=True), start=1)
             ),
         ]
 
@@ -154,32 +164,21 @@ class FOP(EnvLearner):
         out["train/entropy"] = (-(pi * log_pi.clamp(min=-1e4)).sum(-1)[:, :-1] * agent_mask).sum() / agent_mask.sum()
         return out
 
-    def training_step(self, dataloader_iter: Iterator[tuple[EpisodeBatch, int, int]]) -> None:
-        batch, _, _ = next(dataloader_iter)
-        started = time.perf_counter()
-        batch = batch.to(self.device)
-        losses = self.compute_losses(batch)
-        total = losses["loss/policy"] + sum(v for k, v in losses.items() if k.startswith("loss/critic"))
-        if not torch.isfinite(total):
-            self.raise_diverged(losses)
-        optimizers = self.optimizers()
-        assert isinstance(optimizers, list)
-        for opt in optimizers:
-            opt.zero_grad()
-        self.manual_backward(total)  # actor and critics share no parameters; the actor's Q is detached
-        losses["train/grad_norm_policy"] = nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grad_norm_clip)
-        for opt in optimizers[1:]:
-            nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.cfg.grad_norm_clip)
-        for opt in optimizers:
-            opt.step()
-        self.progress.updates += 1
-        self.timing.update_seconds += time.perf_counter() - started
-        self.timing.updates += 1
-        if self.progress.episodes - self.progress.last_target_sync_episode >= self.cfg.target_update_interval:
-            self.target_critics.load_state_dict(self.critics.state_dict())
-            self.target_mixers.load_state_dict(self.mixers.state_dict())
-            self.progress.last_target_sync_episode = self.progress.episodes
-        self.record_update(losses)
+    def sync_targets(self) -> None:
+        self.target_critics.load_state_dict(self.critics.state_dict())
+        self.target_mixers.load_state_dict(self.mixers.state_dict())
 
-    def extra_train_metrics(self) -> dict[str, float]:
+    def train_metrics(self) -> dict[str, float]:
         return {"train/alpha": self.alpha(self.progress.t_env), "train/epsilon": self.epsilon(self.progress.t_env)}
+
+
+register_algorithm(
+    AlgorithmSpec(
+        name="fop",
+        learner=FOP,
+        config=FOPConfig,
+        summary="FOP: factorised max-entropy policies with a lambda-weighted joint soft value (twin critics)",
+        needs_state=lambda cfg: True,
+        validate=validate_fop,
+    )
+)

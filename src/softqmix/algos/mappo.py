@@ -14,18 +14,16 @@ schedule runs in env steps like every other learner here.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
 
 from softqmix.algos.action_selection import masked_logits
-from softqmix.algos.learner_base import EnvLearner, RunSchedule, typed_config
+from softqmix.algos.learner import Learner, LearnerConfig, OptimizerGroup
 from softqmix.algos.policy_actor import PolicyActor
 from softqmix.algos.ppo_math import (
     ValueNorm,
@@ -34,12 +32,43 @@ from softqmix.algos.ppo_math import (
     clipped_value_loss,
     gae_advantages,
 )
-from softqmix.config import MAPPOConfig
+from softqmix.algos.registry import AlgorithmSpec, register_algorithm
 from softqmix.data.buffer import EpisodeBatch
-from softqmix.data.rollout import Minibatch, RolloutStream
+from softqmix.data.rollout import Minibatch, epoch_minibatches
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
 from softqmix.nets.agent import RNNAgent, agent_input_dim
+from softqmix.progress import TrainingProgress
+
+
+@dataclass
+class MAPPOConfig(LearnerConfig):
+    """MAPPO with the paper's baseline settings (its Appendix J) and the MAPPO code's defaults."""
+
+    name: str = "mappo"
+    actor_lr: float = 5e-4
+    adam_eps: float = 1e-5
+    linear_lr_decay: bool = True  # both learning rates fall linearly to 0 at the run's t_max
+    gae_lambda: float = 0.95
+    clip: float = 0.2  # PPO ratio clip, also the value clip
+    ppo_epochs: int = 5
+    num_mini_batch: int = 1
+    chunk_length: int = 8  # recurrent policy trained on chunks of this many steps
+    rollout_episodes: int = 8  # episodes per on-policy rollout (the paper's 8 envs)
+    entropy_coef: float = 0.01
+    value_loss_coef: float = 1.0
+    huber_delta: float | None = 10.0  # null: squared error
+    use_valuenorm: bool = True
+    use_adv_norm: bool = True
+    critic_hidden_dim: int = 64
+
+
+def validate_mappo(cfg: MAPPOConfig) -> None:
+    if cfg.ppo_epochs < 1 or cfg.num_mini_batch < 1 or cfg.rollout_episodes < cfg.num_mini_batch:
+        raise ConfigError(
+            "algo.ppo_epochs and algo.num_mini_batch must be >= 1 and algo.rollout_episodes >= num_mini_batch, "
+            f"got {cfg.ppo_epochs}, {cfg.num_mini_batch}, {cfg.rollout_episodes}"
+        )
 
 
 @dataclass
@@ -55,31 +84,18 @@ class PreparedRollout:
     chunk_hidden: torch.Tensor  # actor hidden state before each chunk [B, C, n, H]
 
 
-class MAPPO(EnvLearner):
+class MAPPO(Learner):
     """On-policy multi-agent PPO with a centralised value function."""
 
+    objective = ("loss/policy", "loss/value")
     divergence_hint = "lower algo.actor_lr / algo.critic_lr, or check the env's rewards"
 
     def __init__(
-        self,
-        algo: MAPPOConfig | DictConfig | dict[str, Any],
-        env_info: EnvInfo | dict[str, Any],
-        obs_last_action: bool,
-        schedule: RunSchedule | dict[str, int],
+        self, cfg: MAPPOConfig, env_info: EnvInfo, obs_last_action: bool, progress: TrainingProgress, t_max: int = 0
     ) -> None:
-        super().__init__(env_info, schedule)
-        self.cfg = cfg = typed_config(MAPPOConfig, algo)
-        info = self.env_info
-        if cfg.ppo_epochs < 1 or cfg.num_mini_batch < 1 or cfg.rollout_episodes < cfg.num_mini_batch:
-            raise ConfigError(
-                "algo.ppo_epochs and algo.num_mini_batch must be >= 1 and algo.rollout_episodes >= num_mini_batch, "
-                f"got {cfg.ppo_epochs}, {cfg.num_mini_batch}, {cfg.rollout_episodes}"
-            )
-        if info.state_dim == 0:
-            raise ConfigError("MAPPO's centralised value needs a global state, and this env has none (state_dim=0)")
-        self.obs_last_action = obs_last_action
-        self.save_run_hyperparameters(cfg, obs_last_action)
-        self.automatic_optimization = False
+        super().__init__(cfg, env_info, obs_last_action, progress, t_max)
+        validate_mappo(cfg)
+        info = env_info
         in_dim = agent_input_dim(info.obs_dim, info.n_agents, info.n_actions, obs_last_action, cfg.obs_agent_id)
         self.policy = RNNAgent(in_dim, cfg.rnn_hidden_dim, info.n_actions)
         h = cfg.critic_hidden_dim
@@ -91,30 +107,14 @@ class MAPPO(EnvLearner):
     def actor(self) -> PolicyActor:
         return self._actor
 
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        if self.train_collector is None:
-            raise RuntimeError("call attach_envs(...) before fitting")
-        stream = RolloutStream(
-            collector=self.train_collector,
-            actor=self.actor,
-            progress=self.progress,
-            rollout_episodes=self.cfg.rollout_episodes,
-            epochs=self.cfg.ppo_epochs,
-            num_mini_batch=self.cfg.num_mini_batch,
-            t_max=self.schedule.t_max,
-            prepare=self.prepare_rollout,
-            on_collect=self._pending_train_stats.append,
-            on_start=self.restore_resumed_state,
-            should_stop=lambda: self.stop_signal is not None,
-            timing=self.timing,
-        )
-        return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=0)
+    @property
+    def rollout_episodes(self) -> int:
+        return self.cfg.rollout_episodes
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        cfg = self.cfg
+    def optimizer_groups(self) -> list[OptimizerGroup]:
         return [
-            torch.optim.Adam(self.policy.parameters(), lr=cfg.actor_lr, eps=cfg.adam_eps),
-            torch.optim.Adam(self.value.parameters(), lr=cfg.critic_lr, eps=cfg.adam_eps),
+            OptimizerGroup("policy", list(self.policy.parameters()), self.cfg.actor_lr),
+            OptimizerGroup("value", list(self.value.parameters()), self.cfg.critic_lr),
         ]
 
     # ------------------------------------------------------------------ rollout preparation
@@ -133,7 +133,7 @@ class MAPPO(EnvLearner):
     @torch.no_grad()
     def prepare_rollout(self, batch: EpisodeBatch) -> PreparedRollout:
         cfg = self.cfg
-        batch = batch.to(self.device)
+        batch = batch.to(next(self.parameters()).device)
         inputs = self._inputs(batch)
         logits, hidden = self.policy.unroll_with_hidden(inputs)
         old_log_probs, _ = self._log_probs(logits[:, :-1], batch)
@@ -166,6 +166,10 @@ class MAPPO(EnvLearner):
             chunk_hidden=before[:, starts],
         )
 
+    def minibatches(self, rollout: PreparedRollout) -> Iterator[Minibatch]:
+        cfg = self.cfg
+        return epoch_minibatches(rollout, rollout.batch.batch_size, cfg.ppo_epochs, cfg.num_mini_batch)
+
     def _chunked_logits(self, rollout: PreparedRollout, rows: torch.Tensor) -> torch.Tensor:
         """Policy logits [b, T, n, A] recomputed chunk by chunk from the collection-time hidden states."""
         length = self.cfg.chunk_length
@@ -180,8 +184,9 @@ class MAPPO(EnvLearner):
         return out[:, :t]
 
     # ------------------------------------------------------------------ learning
-    def compute_losses(self, rollout: PreparedRollout, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        cfg, batch = self.cfg, rollout.batch
+    def compute_losses(self, minibatch: Minibatch) -> dict[str, torch.Tensor]:
+        cfg, rollout, rows = self.cfg, minibatch.rollout, minibatch.rows
+        batch = rollout.batch
         filled = batch.filled[rows]
         mask = filled.unsqueeze(-1).expand(-1, -1, self.env_info.n_agents)
         log_probs, entropy = self._log_probs(self._chunked_logits(rollout, rows), batch, rows)
@@ -200,40 +205,28 @@ class MAPPO(EnvLearner):
             **stats,
         }
 
-    def _set_learning_rates(self, optimizers: list[torch.optim.Optimizer]) -> None:
+    def before_step(self, optimizers: list[Any]) -> None:
+        """Linear decay of both learning rates to 0 at t_max (the MAPPO code's `use_linear_lr_decay`)."""
         if not self.cfg.linear_lr_decay:
             return
-        remaining = max(0.0, 1.0 - self.progress.t_env / max(self.schedule.t_max, 1))
+        remaining = max(0.0, 1.0 - self.progress.t_env / max(self.t_max, 1))
         for opt, base in zip(optimizers, (self.cfg.actor_lr, self.cfg.critic_lr), strict=True):
             for group in opt.param_groups:
                 group["lr"] = base * remaining
 
-    def training_step(self, dataloader_iter: Iterator[tuple[Minibatch, int, int]]) -> None:
-        minibatch, _, _ = next(dataloader_iter)
-        started = time.perf_counter()
-        rows = minibatch.rows.to(self.device)
-        losses = self.compute_losses(minibatch.rollout, rows)
-        total = losses["loss/policy"] + losses["loss/value"]
-        if not torch.isfinite(total):
-            self.raise_diverged(losses)
-        optimizers = self.optimizers()
-        assert isinstance(optimizers, list)
-        self._set_learning_rates(optimizers)
-        for opt in optimizers:
-            opt.zero_grad()
-        self.manual_backward(total)  # the two losses touch disjoint parameters
-        losses["train/grad_norm_policy"] = nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grad_norm_clip)
-        losses["train/grad_norm_value"] = nn.utils.clip_grad_norm_(self.value.parameters(), self.cfg.grad_norm_clip)
-        for opt in optimizers:
-            opt.step()
-        self.progress.updates += 1
-        self.timing.update_seconds += time.perf_counter() - started
-        self.timing.updates += 1
-        self.record_update(losses)
+    def train_metrics(self) -> dict[str, float]:
+        remaining = max(0.0, 1.0 - self.progress.t_env / max(self.t_max, 1))
+        return {"train/lr_actor": self.cfg.actor_lr * (remaining if self.cfg.linear_lr_decay else 1.0)}
 
-    def extra_train_metrics(self) -> dict[str, float]:
-        if self._trainer is None:
-            return {}
-        optimizers = self.optimizers()
-        assert isinstance(optimizers, list)
-        return {"train/lr_actor": float(optimizers[0].param_groups[0]["lr"])}
+
+register_algorithm(
+    AlgorithmSpec(
+        name="mappo",
+        learner=MAPPO,
+        config=MAPPOConfig,
+        summary="MAPPO: recurrent shared actor, centralised V(s), PPO clip, GAE, ValueNorm, recurrent chunks",
+        on_policy=True,
+        needs_state=lambda cfg: True,
+        validate=validate_mappo,
+    )
+)

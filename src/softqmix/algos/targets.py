@@ -4,7 +4,7 @@ Conventions (pymarl): step t in 0..T-1 has reward r_t and termination flag d_t;
 mask m_t = filled_t * (1 - d_{t-1}); `target_qs` and `entropy` hold T+1 values, the last
 one being the state after the window. Results have T entries and are 0 where m_t = 0.
 
-The soft target (ALGORITHM.md §2.2) adds alpha * H_{t+1} to the bootstrap value and to
+The soft target (docs/algorithms/soft_qmix.md, "One update") adds alpha * H_{t+1} to the bootstrap value and to
 the lambda continuation, H being the single-sample entropy estimate -sum_i log pi_i(a'_i).
 """
 
@@ -48,7 +48,7 @@ def soft_td_lambda_targets(
         y_T = Q_T (1 - sum_t d_t)
         y_t = lam gamma (y_{t+1} + alpha H_{t+1}) + m_t [r_t + (1-lam) gamma (Q_{t+1} + alpha H_{t+1})(1-d_t)]
     whose first term is gated by neither m_t nor d_t, so entropy of post-terminal and
-    padded steps leaks into the target of a terminal step (ALGORITHM.md §9.6).
+    padded steps leaks into the target of a terminal step (docs/algorithms/soft_qmix.md).
     Both agree wherever no episode ends inside the window.
     """
     _check_shapes(rewards, terminated, mask, target_qs, entropy)

@@ -1,45 +1,65 @@
-"""One LightningModule for every value-factorisation learner (IQL, VDN, QMIX, Soft-QMIX and ablations).
+"""Value-factorisation learners: IQL, VDN, QMIX, Soft-QMIX and its ablations, as switches of one learner.
 
-The variant is chosen by the switches of AlgoConfig (ALGORITHM.md §8), never by editing
-this file. Two optimizers with manual optimization: the critic (agent net, g, mixer) on
-the TD loss, the policy transform f on the MSE policy loss whose inputs are detached.
+The variant is chosen by the switches of ValueFactorisationConfig (docs/algorithms/soft_qmix.md, "Switches"),
+never by editing this file. Two optimizers: the critic (agent net, g, mixer) on the TD loss, the policy
+transform f on the MSE policy loss whose inputs are detached, so one backward pass serves both.
 """
 
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from softqmix.algos.action_selection import (
-    LinearSchedule,
-    greedy_actions,
-    sample_softmax,
-)
-from softqmix.algos.behaviour import BehaviourPolicy
-from softqmix.algos.learner_base import EnvLearner, RunSchedule, typed_config
+from softqmix.algos.action_selection import LinearSchedule, greedy_actions, masked_logits, sample_softmax
+from softqmix.algos.behaviour import Behaviour, BehaviourPolicy
+from softqmix.algos.learner import Learner, OptimizerGroup, ReplayLearnerConfig
+from softqmix.algos.registry import AlgorithmSpec, register_algorithm
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
-from softqmix.config import AlgoConfig, Behaviour, Collection, Mixer
 from softqmix.data.buffer import EpisodeBatch
-from softqmix.data.collector import EpisodeCollector
-from softqmix.data.collector_process import CollectorProcess
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
 from softqmix.nets.agent import RNNAgent, agent_input_dim
-from softqmix.nets.mixers import make_mixer
+from softqmix.nets.mixers import MixerShape, make_mixer, mixer_spec
 from softqmix.nets.transforms import AffineF, IdentityTransform, MonotoneG
+from softqmix.progress import TrainingProgress
 
 
-def validate_algo(cfg: AlgoConfig, env_info: EnvInfo | None = None) -> None:
+@dataclass
+class ValueFactorisationConfig(ReplayLearnerConfig):
+    """One value-factorisation learner; its switches select IQL, VDN, QMIX, Soft-QMIX or an ablation.
+
+    The defaults are QMIX with pymarl2's settings (Adam, TD(lambda) 0.4, double-Q hard targets,
+    epsilon-greedy); conf/algo/*.yaml set what each algorithm changes.
+    """
+
+    mixer: str = "qmix"  # a name in the mixer registry: none (IQL), sum (VDN), qmix, qplex, ...
+    behaviour: Behaviour = Behaviour.eps_greedy
+    soft_target: bool = False  # soft TD(lambda) with next actions sampled from the policy
+    double_q: bool = True  # hard targets only: argmax of the online net picks the next action
+    use_f: bool = False  # learned affine f (policy logits) trained by the MSE policy loss
+    use_g: bool = False  # learned order-preserving g inside the critic
+    g_residual: bool = False  # g(x) = x + ... (the released code); strictly increasing
+    nonneg: bool = True  # abs() on the weights of g, f and the QMIX mixer
+    weighted_td: bool = False  # the released code's sign-agreement weighting of the TD loss
+    alpha: float = 0.03  # temperature of the soft target
+    behaviour_alpha: float | None = None  # temperature of the behaviour policy; None = alpha
+    mask_entropy_after_termination: bool = True  # False reproduces the released code's leak
+    td_lambda: float = 0.4
+    policy_lr: float = 1e-3  # f's optimizer; critic_lr drives agent net + g + mixer
+    mixing_embed_dim: int = 32
+    hypernet_embed: int = 64
+    g_hidden: int = 16  # hidden units of g: mixing_embed_dim // 2 in the released code
+
+
+def validate_value_factorisation(cfg: ValueFactorisationConfig) -> None:
     """Reject switch combinations that have no meaning, with the fix in the message."""
-    if cfg.mixer is Mixer.none and (cfg.use_f or cfg.weighted_td or cfg.use_g):
+    spec = mixer_spec(cfg.mixer)
+    if spec.per_agent and (cfg.use_f or cfg.weighted_td or cfg.use_g):
         raise ConfigError(
-            "algo.mixer=none (independent learners) cannot use use_f, use_g or weighted_td: "
+            f"algo.mixer={cfg.mixer} (independent learners) cannot use use_f, use_g or weighted_td: "
             "they act on a joint value; choose algo.mixer=sum or qmix"
         )
     if cfg.alpha <= 0 and (cfg.soft_target or cfg.behaviour is Behaviour.softmax):
@@ -50,14 +70,11 @@ def validate_algo(cfg: AlgoConfig, env_info: EnvInfo | None = None) -> None:
         raise ConfigError(f"algo.td_lambda and algo.gamma must lie in [0, 1], got {cfg.td_lambda}, {cfg.gamma}")
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(f"algo.batch_size ({cfg.batch_size}) exceeds algo.buffer_size ({cfg.buffer_size})")
-    needs_state = [
-        name for name, on in (("mixer=qmix", cfg.mixer is Mixer.qmix), ("use_g", cfg.use_g), ("use_f", cfg.use_f)) if on
-    ]
-    if env_info is not None and env_info.state_dim == 0 and needs_state:
-        raise ConfigError(
-            f"algo {', '.join(needs_state)} needs a global state but this env has none (state_dim=0); "
-            "use algo=vdn or algo=iql, or an env that provides a state"
-        )
+
+
+def needs_state(cfg: ValueFactorisationConfig) -> bool:
+    """g and f are conditioned on the state, and so are state-based mixers."""
+    return mixer_spec(cfg.mixer).needs_state or cfg.use_g or cfg.use_f
 
 
 def _per_agent_time_major(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -65,26 +82,29 @@ def _per_agent_time_major(x: torch.Tensor, n: int) -> torch.Tensor:
     return x.unsqueeze(1).expand(-1, n, -1).reshape(-1, x.shape[-1])
 
 
-class ValueFactorisation(EnvLearner):
-    """Learner + actor for one value-factorisation algorithm."""
+def _best_available(values: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
+    """Each agent's largest value over its available actions: [..., A] -> [...]."""
+    return masked_logits(values, avail).max(dim=-1).values
 
+
+class ValueFactorisation(Learner):
+    """Agent net, transforms g and f, mixer and their targets; the TD(lambda) and policy losses."""
+
+    objective = ("loss/td", "loss/policy")
+    finite_checks = ("train/q_taken_mean",)
     divergence_hint = "lower algo.critic_lr / algo.policy_lr or algo.alpha, or check the env's rewards"
 
     def __init__(
         self,
-        algo: AlgoConfig | DictConfig | dict[str, Any],
-        env_info: EnvInfo | dict[str, int],
+        cfg: ValueFactorisationConfig,
+        env_info: EnvInfo,
         obs_last_action: bool,
-        schedule: RunSchedule | dict[str, int],
+        progress: TrainingProgress,
+        t_max: int = 0,
     ) -> None:
-        super().__init__(env_info, schedule)
-        self.cfg = typed_config(AlgoConfig, algo)
-        validate_algo(self.cfg, self.env_info)
-        self.obs_last_action = obs_last_action
-        self.save_run_hyperparameters(self.cfg, obs_last_action)
-        self.automatic_optimization = False
-
-        cfg, info = self.cfg, self.env_info
+        super().__init__(cfg, env_info, obs_last_action, progress, t_max)
+        validate_value_factorisation(cfg)
+        info = env_info
         n, s = info.n_agents, info.state_dim
         in_dim = agent_input_dim(info.obs_dim, n, info.n_actions, obs_last_action, cfg.obs_agent_id)
         self.agent = RNNAgent(in_dim, cfg.rnn_hidden_dim, info.n_actions)
@@ -94,11 +114,12 @@ class ValueFactorisation(EnvLearner):
             else IdentityTransform()
         )
         self.f: nn.Module = AffineF(n, s, cfg.hypernet_embed, cfg.nonneg) if cfg.use_f else IdentityTransform()
-        self.mixer = make_mixer(cfg.mixer, n, s, cfg.mixing_embed_dim, cfg.hypernet_embed, cfg.nonneg)
+        self.mixer_spec = mixer_spec(cfg.mixer)
+        self.mixer = make_mixer(cfg.mixer, MixerShape(n, info.n_actions, s), cfg)
         self.target_agent = copy.deepcopy(self.agent).requires_grad_(False)
         self.target_g = copy.deepcopy(self.g).requires_grad_(False)
         self.target_mixer = copy.deepcopy(self.mixer).requires_grad_(False)
-
+        self.epsilon = LinearSchedule(cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time)
         self.behaviour = BehaviourPolicy(
             self.agent,
             self.g,
@@ -109,73 +130,43 @@ class ValueFactorisation(EnvLearner):
             n,
             lambda: self.epsilon(self.progress.t_env),
         )
-        self._collection_actor: BehaviourPolicy | None = None  # set when collection overlaps learning
-        self.epsilon = LinearSchedule(cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time)
 
     # ------------------------------------------------------------------ acting
-    def _inputs(self, obs: torch.Tensor, last_actions: torch.Tensor) -> torch.Tensor:
-        return self.behaviour.inputs(obs, last_actions)
+    @property
+    def actor(self) -> BehaviourPolicy:
+        return self.behaviour
 
     def policy_logits(self, q: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """Training-policy logits f(g(Q_i; s); s) / alpha for each agent and action."""
         return self.behaviour.logits(q, state)
 
-    # ------------------------------------------------------------------ data
-    def attach_envs(
-        self,
-        train: EpisodeCollector,
-        test: EpisodeCollector | None = None,
-        collection: Collection = Collection.serial,
-        collection_seed: int = 0,
-    ) -> None:
-        """Give the module its envs; kept out of __init__ so checkpoints load without envs.
-
-        With collection `thread` or `process`, training episodes are collected while the learner
-        trains, by a copy of the acting nets with its own RNG (seeded with `collection_seed`);
-        `test` must then be a separate collector. The process is forked here, before the replay
-        buffer is allocated, so the child does not share (and later duplicate) its pages.
-        """
-        collection = Collection(collection)
-        if collection is not Collection.serial:
-            if test is None or test is train:
-                raise ValueError("overlapping collection needs a separate test collector")
-            actor = self.behaviour.detached_copy(collection_seed)
-            if collection is Collection.process:
-                actor.share_memory()
-                train = CollectorProcess(train, actor, self.progress)  # type: ignore[assignment]
-            self._collection_actor = actor
-        super().attach_envs(train, test)  # allocates the replay buffer, after the fork
-
-    @property
-    def replay_capacity(self) -> int:
-        return self.cfg.buffer_size
-
-    def _sync_collection_actor(self) -> None:
-        if self._collection_actor is not None:
-            self._collection_actor.refresh_from(self.behaviour)
-
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        return self.replay_stream(
-            self.behaviour,
-            self.cfg.batch_size,
-            self.cfg.updates_per_collect,
-            collection_actor=self._collection_actor,
-            sync_collection_actor=self._sync_collection_actor,
-        )
-
     # ------------------------------------------------------------------ learning
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        critic_params = [*self.agent.parameters(), *self.g.parameters(), *self.mixer.parameters()]
-        opts = [torch.optim.Adam(critic_params, lr=self.cfg.critic_lr, eps=self.cfg.adam_eps)]
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        critic = [*self.agent.parameters(), *self.g.parameters(), *self.mixer.parameters()]
+        groups = [OptimizerGroup("critic", critic, self.cfg.critic_lr)]
         if self.cfg.use_f:
-            opts.append(torch.optim.Adam(self.f.parameters(), lr=self.cfg.policy_lr, eps=self.cfg.adam_eps))
-        return opts
+            groups.append(OptimizerGroup("policy", list(self.f.parameters()), self.cfg.policy_lr))
+        return groups
 
-    def _agent_inputs(self, batch: EpisodeBatch) -> torch.Tensor:
+    def agent_inputs(self, batch: EpisodeBatch) -> torch.Tensor:
         """Agent-net inputs for every step of the batch, shared by the online and target unrolls."""
         first = torch.full_like(batch.actions[:, :1], -1)
         last_actions = torch.cat([first, batch.actions], dim=1)
-        return self._inputs(batch.obs, last_actions)
+        return self.behaviour.inputs(batch.obs, last_actions)
+
+    def mix(
+        self,
+        mixer: nn.Module,
+        utilities: torch.Tensor,
+        state: torch.Tensor,
+        actions: torch.Tensor,
+        all_utilities: torch.Tensor,
+        avail: torch.Tensor,
+    ) -> torch.Tensor:
+        """Q_tot of `actions` from their utilities; dueling mixers also get each agent's best utility."""
+        if not self.mixer_spec.takes_actions:
+            return mixer(utilities, state)
+        return mixer(utilities, state, actions, _best_available(all_utilities, avail))
 
     def compute_losses(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
         """All losses and diagnostics of one update; pure given the batch and the RNG."""
@@ -184,11 +175,11 @@ class ValueFactorisation(EnvLearner):
         mask[:, 1:] = mask[:, 1:] * (1 - batch.terminated[:, :-1])
         state, avail = batch.state, batch.avail
 
-        inputs = self._agent_inputs(batch)
+        inputs = self.agent_inputs(batch)
         q = self.agent.unroll(inputs)  # [B, T+1, n, A]
         g_all = self.g(q, state)
         g_taken = g_all[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)  # [B, T, n]
-        q_tot = self.mixer(g_taken, state[:, :-1])  # [B, T] or [B, T, n]
+        q_tot = self.mix(self.mixer, g_taken, state[:, :-1], batch.actions, g_all[:, :-1].detach(), avail[:, :-1])
 
         with torch.no_grad():
             target_g = self.target_g(self.target_agent.unroll(inputs), state)
@@ -200,11 +191,12 @@ class ValueFactorisation(EnvLearner):
                 chooser = g_all.detach() if cfg.double_q else target_g
                 next_actions = greedy_actions(chooser, avail)
                 neg_logp = torch.zeros_like(next_actions, dtype=q.dtype)
-            target_tot = self.target_mixer(target_g.gather(-1, next_actions.unsqueeze(-1)).squeeze(-1), state)
+            target_taken = target_g.gather(-1, next_actions.unsqueeze(-1)).squeeze(-1)
+            target_tot = self.mix(self.target_mixer, target_taken, state, next_actions, target_g, avail)
             targets, entropy = self._targets(batch, mask, target_tot, neg_logp)
 
         td_error = q_tot - targets
-        loss_mask = mask if cfg.mixer is not Mixer.none else mask.unsqueeze(-1).expand_as(td_error)
+        loss_mask = mask if not self.mixer_spec.per_agent else mask.unsqueeze(-1).expand_as(td_error)
         out: dict[str, torch.Tensor] = {}
         weights = loss_mask
         if cfg.use_f or cfg.weighted_td:
@@ -230,7 +222,8 @@ class ValueFactorisation(EnvLearner):
         """TD(lambda) targets for a joint value [B, T] or for each agent [B, T, n]."""
         cfg, n = self.cfg, self.env_info.n_agents
         reward, terminated = batch.reward, batch.terminated
-        if cfg.mixer is Mixer.none:
+        per_agent = self.mixer_spec.per_agent
+        if per_agent:
             b = reward.shape[0]
             flat = lambda x: x.permute(0, 2, 1).reshape(b * n, -1)  # noqa: E731
             reward, terminated, mask = (_per_agent_time_major(x, n) for x in (reward, terminated, mask))
@@ -251,57 +244,45 @@ class ValueFactorisation(EnvLearner):
             )
         else:
             y = td_lambda_targets(reward, terminated, mask, target_tot, cfg.gamma, cfg.td_lambda)
-        if cfg.mixer is Mixer.none:
+        if per_agent:
             y = y.reshape(batch.reward.shape[0], n, -1).permute(0, 2, 1)
             entropy = entropy.reshape(batch.reward.shape[0], n, -1).permute(0, 2, 1).sum(-1)
         return y, entropy
 
-    def training_step(self, dataloader_iter: Iterator[tuple[EpisodeBatch, int, int]]) -> None:
-        # Taking the iterator (Lightning's documented pattern) turns off its one-batch prefetch:
-        # each update runs right after the collection that produced its batch, as in pymarl, and a
-        # checkpoint taken after an update holds no half-consumed collection.
-        batch, _, _ = next(dataloader_iter)  # StopIteration at t_max ends the epoch
-        started = time.perf_counter()
-        batch = batch.to(self.device)
-        losses = self.compute_losses(batch)
-        total = losses["loss/td"] + losses.get("loss/policy", torch.zeros((), device=self.device))
-        if not torch.isfinite(total + losses["train/q_taken_mean"]):
-            self.raise_diverged(losses)
-        optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        for opt in optimizers:
-            opt.zero_grad()
-        # The two losses touch disjoint parameters (f's inputs are detached), so one backward
-        # pass serves both optimizers.
-        self.manual_backward(total)
-        critic_params = [p for group in optimizers[0].param_groups for p in group["params"]]
-        losses["train/grad_norm_critic"] = torch.nn.utils.clip_grad_norm_(critic_params, self.cfg.grad_norm_clip)
-        if len(optimizers) > 1:
-            policy_params = [p for group in optimizers[1].param_groups for p in group["params"]]
-            losses["train/grad_norm_policy"] = torch.nn.utils.clip_grad_norm_(policy_params, self.cfg.grad_norm_clip)
-        for opt in optimizers:
-            opt.step()
-        self.progress.updates += 1
-        self.timing.update_seconds += time.perf_counter() - started
-        self.timing.updates += 1
-        if self.progress.episodes - self.progress.last_target_sync_episode >= self.cfg.target_update_interval:
-            self.sync_targets()
-            self.progress.last_target_sync_episode = self.progress.episodes
-        self.record_update(losses)
-
     def sync_targets(self) -> None:
-        """Hard copy, every target_update_interval episodes (ALGORITHM.md §2.5)."""
+        """Hard copy of the agent net, g and the mixer (every target_update_interval episodes)."""
         self.target_agent.load_state_dict(self.agent.state_dict())
         self.target_g.load_state_dict(self.g.state_dict())
         self.target_mixer.load_state_dict(self.mixer.state_dict())
 
-    # ------------------------------------------------------------------ metrics
-    @property
-    def actor(self) -> BehaviourPolicy:
-        return self.behaviour
-
-    def extra_train_metrics(self) -> dict[str, float]:
+    def train_metrics(self) -> dict[str, float]:
         row = {"train/alpha": float(self.cfg.alpha) if self.cfg.soft_target else 0.0}
         if self.cfg.behaviour is Behaviour.eps_greedy:
             row["train/epsilon"] = self.epsilon(self.progress.t_env)
         return row
+
+
+def _register(name: str, summary: str, accepts_ablations: bool = False) -> None:
+    register_algorithm(
+        AlgorithmSpec(
+            name=name,
+            learner=ValueFactorisation,
+            config=ValueFactorisationConfig,
+            summary=summary,
+            overlapped_collection=True,
+            joint_value=True,
+            accepts_ablations=accepts_ablations,
+            needs_state=needs_state,
+            validate=validate_value_factorisation,
+        )
+    )
+
+
+_register("iql", "independent Q-learners sharing one agent net, each regressing on the team reward")
+_register("vdn", "VDN: Q_tot = sum_i Q_i, epsilon-greedy, double-Q TD(lambda)")
+_register("qmix", "QMIX with pymarl2's settings: monotonic hypernetwork mixer, epsilon-greedy, double-Q TD(lambda)")
+_register(
+    "soft_qmix",
+    "Soft-QMIX: max-entropy QMIX with order-preserving transforms g and f (the ablation bundles are its variants)",
+    accepts_ablations=True,
+)

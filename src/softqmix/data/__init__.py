@@ -1,14 +1,6 @@
-"""Episode storage and the stream that feeds Lightning."""
+"""Episode storage, collection and on-policy minibatches."""
 
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
 from softqmix.data.collector import CollectStats, EpisodeCollector
-from softqmix.data.stream import ReplayStream, TrainingProgress
 
-__all__ = [
-    "CollectStats",
-    "EpisodeBatch",
-    "EpisodeBuffer",
-    "EpisodeCollector",
-    "ReplayStream",
-    "TrainingProgress",
-]
+__all__ = ["CollectStats", "EpisodeBatch", "EpisodeBuffer", "EpisodeCollector"]

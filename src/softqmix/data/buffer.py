@@ -11,7 +11,7 @@ from softqmix.envs.base import EnvInfo
 
 @dataclass
 class EpisodeBatch:
-    """B episodes padded to T steps; `filled` marks real steps (DESIGN.md §3).
+    """B episodes padded to T steps; `filled` marks real steps (docs/architecture.md, "Contracts").
 
     obs [B,T+1,n,o], state [B,T+1,s], avail [B,T+1,n,A], actions [B,T,n],
     reward [B,T], terminated [B,T], filled [B,T].

@@ -19,7 +19,7 @@ import signal
 import time
 from dataclasses import dataclass, fields
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,9 +29,7 @@ from softqmix.data.collector import Actor, CollectStats, EpisodeCollector
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import EnvContractError
 from softqmix.pipe_server import serve
-
-if TYPE_CHECKING:
-    from softqmix.data.stream import TrainingProgress
+from softqmix.progress import TrainingProgress
 
 
 @dataclass

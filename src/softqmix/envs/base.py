@@ -1,4 +1,4 @@
-"""The only view of an environment the rest of the platform has (DESIGN.md §3)."""
+"""The only view of an environment the rest of the platform has (docs/architecture.md, "Contracts")."""
 
 from __future__ import annotations
 
@@ -6,6 +6,21 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from omegaconf import MISSING
+
+
+@dataclass
+class EnvConfig:
+    """Fields every env family has. A family's schema extends it with exactly the keyword arguments of
+    its env class, which the registry passes through unchanged (softqmix.envs.registry)."""
+
+    family: str = MISSING  # a name in the env registry: matrix, mpe, smacv2, smax, ...
+    name: str = MISSING  # the scenario, e.g. spread_hard; names runs and result rows
+    obs_last_action: bool = True  # append the previous action (one-hot) to the agent input
+
+
+# EnvConfig's own fields: they describe the run, and are not passed to the env class.
+ENV_CONFIG_FIELDS = ("family", "name", "obs_last_action")
 
 
 @dataclass(frozen=True)

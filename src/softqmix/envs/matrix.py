@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 
-from softqmix.envs.base import EnvInfo, Observation, StepResult
+from softqmix.envs.base import EnvConfig, EnvInfo, Observation, StepResult
+from softqmix.envs.registry import EnvFamily, register_env_family
 from softqmix.errors import ConfigError
+
+
+@dataclass
+class MatrixEnvConfig(EnvConfig):
+    """A one-step cooperative game of two agents with an n x n payoff table (default: the paper's Table 1)."""
+
+    family: str = "matrix"
+    # list[Any] so that `env.payoff=[[1,0],[0,2]]` (ints) is accepted; MatrixGameEnv checks it is square and numeric
+    payoff: list[Any] = field(default_factory=lambda: [[8.0, -12.0, -12.0], [-12.0, 0.0, 0.0], [-12.0, 0.0, 0.0]])
+    action_names: list[str] | None = None  # row/column labels of the printed Q_tot table
+    obs_last_action: bool = False
 
 
 class MatrixGameEnv:
@@ -17,7 +32,7 @@ class MatrixGameEnv:
 
     n_agents = 2
 
-    def __init__(self, payoff: list[list[float]]) -> None:
+    def __init__(self, payoff: list[list[float]], action_names: list[str] | None = None) -> None:
         try:
             table = np.asarray(payoff, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -31,6 +46,9 @@ class MatrixGameEnv:
             )
         self.payoff = table
         self.n_actions = table.shape[0]
+        if action_names is not None and len(action_names) != self.n_actions:
+            raise ConfigError(f"env.action_names needs one name per action ({self.n_actions}), got {action_names}")
+        self.action_names = list(action_names) if action_names is not None else None
         self._t = 0
 
     def info(self) -> EnvInfo:
@@ -59,3 +77,6 @@ class MatrixGameEnv:
 
     def close(self) -> None:
         pass
+
+
+register_env_family(EnvFamily(name="matrix", schema=MatrixEnvConfig, build=MatrixGameEnv))

@@ -3,7 +3,7 @@
 Difficulty: after mpe2's own reset, agent positions are multiplied by `scale` and landmark
 positions by `scale * landmark_scale`, then observations are recomputed from the world.
 mpe2 draws both from U(-1, 1); the paper's OpenRL copy drew landmarks from 0.8 U(-1, 1),
-hence `landmark_scale = 0.8` (ALGORITHM.md §6).
+hence `landmark_scale = 0.8` (docs/mpe.md).
 
 Team reward, `reward: paper` (default), the paper's convention:
     r_t = sum_i [ -sum_l min_a |p_a - p_l|  -  #{a : |p_a - p_i| < size_a + size_i} ]
@@ -14,14 +14,31 @@ mpe2's own per-agent rewards: (1 - local_ratio) * global + local_ratio * (-colli
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from softqmix.envs.base import EnvInfo, Observation, StepResult
+from softqmix.envs.base import EnvConfig, EnvInfo, Observation, StepResult
+from softqmix.envs.registry import EnvFamily, register_env_family
 from softqmix.errors import ConfigError
 
 REWARDS = ("paper", "mpe2")
+
+
+@dataclass
+class MPEEnvConfig(EnvConfig):
+    """mpe2 simple_spread_v3 with the paper's difficulty scaling and reward; the defaults are Spread Simple."""
+
+    family: str = "mpe"
+    n_agents: int = 3  # N agents and N landmarks
+    scale: float = 1.0  # initial positions x1 / x1.5 / x2 for Simple / Medium / Hard
+    landmark_scale: float = 0.8  # landmarks at 0.8 U(-1,1) * scale as in the paper's MPE copy
+    episode_limit: int = 25
+    reward: str = "paper"  # paper | mpe2
+    local_ratio: float = 0.5  # mpe2's mix of global and collision reward (reward=mpe2 only)
+    time_limit_is_termination: bool = False  # True reproduces the paper's code (no bootstrap at step 25)
+    obs_last_action: bool = False
 
 
 class MPESpreadEnv:
@@ -132,3 +149,6 @@ class MPESpreadEnv:
 
     def close(self) -> None:
         self._raw.close()
+
+
+register_env_family(EnvFamily(name="mpe", schema=MPEEnvConfig, build=MPESpreadEnv))

@@ -1,6 +1,6 @@
-"""SMACv2 through the real `smacv2.env.StarCraftCapabilityEnvWrapper` (paper §5.3, ALGORITHM.md §7).
+"""SMACv2 through the real `smacv2.env.StarCraftCapabilityEnvWrapper` (the paper's §5.3; docs/smacv2.md).
 
-What the adapter takes care of, from ../shared/SMACV2_API.md:
+What the adapter takes care of, following smacv2's documented interface:
 - the wrapper changes `capability_config` in place, so each env gets its own deep copy;
 - obs, state and action masks are read with get_obs()/get_state()/get_avail_actions(), because
   the wrapper's reset() can return None after it retried a failed reset;
@@ -18,11 +18,14 @@ unseeded numpy generator, so SMACv2 episodes are not reproducible from the run s
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from omegaconf import MISSING
 
-from softqmix.envs.base import EnvInfo, Observation, StepResult
+from softqmix.envs.base import EnvConfig, EnvInfo, Observation, StepResult
+from softqmix.envs.registry import EnvFamily, register_env_family
 from softqmix.errors import ConfigError, EnvContractError
 
 INSTALL_HINT = (
@@ -30,6 +33,86 @@ INSTALL_HINT = (
     "pip install git+https://github.com/oxwhirl/smacv2.git, install StarCraft II 4.10 with the SMAC maps "
     "(32x32_flat.SC2Map under $SC2PATH/Maps/SMAC_Maps) and export SC2PATH=<its directory>; see docs/smacv2.md"
 )
+
+
+@dataclass
+class SMACv2TeamGenConfig:
+    """How smacv2 draws each episode's unit types (the enemy team copies the ally team)."""
+
+    dist_type: str = "weighted_teams"
+    unit_types: list[str] = MISSING
+    weights: list[float] = MISSING
+    exception_unit_types: list[str] = field(default_factory=list)  # types that may not make up a whole team
+    observe: bool = True  # unit types are part of obs and state
+
+
+@dataclass
+class SMACv2StartPositionsConfig:
+    dist_type: str = "surrounded_and_reflect"
+    p: float = 0.5  # probability of the surrounded layout
+    map_x: int = 32
+    map_y: int = 32
+
+
+@dataclass
+class SMACv2CapabilityConfig:
+    n_units: int = 5
+    n_enemies: int = 5
+    team_gen: SMACv2TeamGenConfig = field(default_factory=SMACv2TeamGenConfig)
+    start_positions: SMACv2StartPositionsConfig = field(default_factory=SMACv2StartPositionsConfig)
+
+
+@dataclass
+class SMACv2Args:
+    """StarCraft2Env's keyword arguments, passed to smacv2's wrapper unchanged (docs/smacv2.md)."""
+
+    map_name: str = MISSING  # 10gen_protoss | 10gen_terran | 10gen_zerg
+    capability_config: SMACv2CapabilityConfig = field(default_factory=SMACv2CapabilityConfig)
+    step_mul: int = 8
+    move_amount: int = 2
+    difficulty: str = "7"
+    game_version: str | None = None
+    seed: int | None = None  # the SC2 game seed only
+    continuing_episode: bool = False
+    obs_all_health: bool = True
+    obs_own_health: bool = True
+    obs_last_action: bool = False  # SC2's own obs flag; the agent input is env.obs_last_action
+    obs_pathing_grid: bool = False
+    obs_terrain_height: bool = False
+    obs_timestep_number: bool = False
+    obs_instead_of_state: bool = False
+    obs_own_pos: bool = True
+    state_last_action: bool = True
+    state_timestep_number: bool = False
+    reward_sparse: bool = False
+    reward_only_positive: bool = True
+    reward_death_value: float = 10.0
+    reward_win: float = 200.0
+    reward_defeat: float = 0.0
+    reward_negative_scale: float = 0.5
+    reward_scale: bool = True
+    reward_scale_rate: float = 20.0
+    conic_fov: bool = False
+    num_fov_actions: int = 12
+    use_unit_ranges: bool = True
+    min_attack_range: int = 2
+    fully_observable: bool = False
+    heuristic_ai: bool = False
+    debug: bool = False
+    prob_obs_enemy: float = 1.0
+    action_mask: bool = True
+    replay_dir: str = ""
+
+
+@dataclass
+class SMACv2EnvConfig(EnvConfig):
+    """smacv2's StarCraftCapabilityEnvWrapper; needs StarCraft II 4.10 (docs/smacv2.md)."""
+
+    family: str = "smacv2"
+    env_args: SMACv2Args = field(default_factory=SMACv2Args)
+    episode_limit: int = 200  # the 10gen maps' limit; checked against the env at start-up
+    time_limit_is_termination: bool = True  # as the paper's code (no bootstrap at the limit)
+    obs_last_action: bool = True  # pymarl's agent input for SMAC
 
 
 def require_smacv2() -> type:
@@ -119,3 +202,6 @@ class SMACv2Env:
 
     def close(self) -> None:
         self._env.close()
+
+
+register_env_family(EnvFamily(name="smacv2", schema=SMACv2EnvConfig, build=SMACv2Env, requirement=require_smacv2))

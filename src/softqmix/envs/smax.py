@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from omegaconf import MISSING
 
-from softqmix.envs.base import EnvInfo, Observation, StepResult
+from softqmix.envs.base import EnvConfig, EnvInfo, Observation, StepResult
+from softqmix.envs.registry import EnvFamily, register_env_family
 from softqmix.errors import ConfigError
 
 INSTALL_HINT = "env family 'smax' needs jaxmarl: pip install -e '.[smax]' (jaxmarl 0.2.0 and jax, CPU is enough)"
@@ -32,6 +34,24 @@ SMAX_STOP = 4
 # our action -> SMAX action, for the first six; attacks shift by one (6 + j -> 5 + j)
 SMAC_TO_SMAX_MOVES = (SMAX_STOP, SMAX_STOP, 0, 2, 1, 3)
 SMAX_MOVE_OF_OURS = {2: 0, 3: 2, 4: 1, 5: 3}  # where each of our moves sits in SMAX's mask
+
+
+@dataclass
+class SMAXEnvConfig(EnvConfig):
+    """jaxmarl's SMAX with SMACv2-style scenarios; runs without StarCraft II (docs/smacv2.md, "SMAX")."""
+
+    family: str = "smax"
+    scenario: str = "smacv2_5_units"  # jaxmarl scenario: smacv2_5_units | smacv2_10_units | smacv2_20_units
+    unit_types: list[str] = MISSING  # drawn from SMAX's marine, marauder, stalker, zealot, zergling, hydralisk
+    unit_type_weights: list[float] = MISSING
+    episode_limit: int = 200  # SMAX max_steps; SMACv2's limit
+    time_limit_is_termination: bool = True  # as on SMACv2 (the paper's code)
+    enemy_shoots: bool = True  # jaxmarl's heuristic enemy
+    attack_mode: str = "closest"  # closest | random
+    won_battle_bonus: float = 1.0  # SMAX's win reward (its damage reward sums to 1 over a full kill)
+    walls_cause_death: bool = True
+    world_steps_per_env_step: int = 8  # SMAX's counterpart of step_mul
+    obs_last_action: bool = True
 
 
 def _import_jaxmarl() -> tuple[Any, Any, Any]:
@@ -177,7 +197,7 @@ class SMAXEnv:
         scenario: str,
         unit_types: list[str],
         unit_type_weights: list[float],
-        max_steps: int = 200,
+        episode_limit: int = 200,
         time_limit_is_termination: bool = True,
         enemy_shoots: bool = True,
         attack_mode: str = "closest",
@@ -192,7 +212,7 @@ class SMAXEnv:
                 scenario=scenario,
                 unit_types=tuple(unit_types),
                 unit_type_weights=tuple(float(w) for w in unit_type_weights),
-                max_steps=max_steps,
+                max_steps=episode_limit,
                 enemy_shoots=enemy_shoots,
                 attack_mode=attack_mode,
                 won_battle_bonus=won_battle_bonus,
@@ -201,7 +221,7 @@ class SMAXEnv:
             )
         )
         self.n_agents, self.n_enemies = self._game.n_agents, self._game.n_enemies
-        self.max_steps, self.time_limit_is_termination = max_steps, time_limit_is_termination
+        self.max_steps, self.time_limit_is_termination = episode_limit, time_limit_is_termination
         self._key = jax.random.PRNGKey(0)
         self._state: Any = None
         first = self.reset(0)
@@ -210,7 +230,7 @@ class SMAXEnv:
             n_actions=N_SMAC_MOVES + self.n_enemies,
             obs_dim=int(first.obs.shape[1]),
             state_dim=int(first.state.shape[0]),
-            episode_limit=max_steps,
+            episode_limit=episode_limit,
             reports_wins=True,
         )
 
@@ -271,3 +291,6 @@ class SMAXEnv:
 
     def close(self) -> None:
         self._state = None
+
+
+register_env_family(EnvFamily(name="smax", schema=SMAXEnvConfig, build=SMAXEnv, requirement=require_jaxmarl))

@@ -8,12 +8,12 @@ from typing import Any
 import torch
 
 from softqmix.algos.action_selection import epsilon_greedy_probs, greedy_actions, masked_logits
-from softqmix.config import Behaviour, Mixer
+from softqmix.algos.behaviour import Behaviour
 
 
 @torch.no_grad()
-def matrix_game_report(module: Any, env: Any) -> dict[str, Any]:
-    """Evaluate the learned joint value at the game's only decision state.
+def matrix_game_report(learner: Any, env: Any) -> dict[str, Any]:
+    """Evaluate the learned joint value of a value-factorisation learner at the game's only decision state.
 
     Q_tot(a_1, a_2) = mixer(g_1(Q_1(a_1)), g_2(Q_2(a_2)); s), which is what the critic
     was trained to fit; each agent's training policy is what it samples while exploring.
@@ -21,25 +21,29 @@ def matrix_game_report(module: Any, env: Any) -> dict[str, Any]:
     first = env.reset(seed=None)
     info = env.info()
     n, n_actions = info.n_agents, info.n_actions
-    obs = torch.as_tensor(first.obs, dtype=torch.float32, device=module.device).unsqueeze(0)
-    state = torch.as_tensor(first.state, dtype=torch.float32, device=module.device).unsqueeze(0)
-    avail = torch.as_tensor(first.avail, dtype=torch.float32, device=module.device).unsqueeze(0)
-    last = torch.full((1, n), -1, dtype=torch.long, device=module.device)
-    q, _ = module.agent.step(module._inputs(obs, last), module.behaviour.initial_hidden(1))
-    g = module.g(q, state)  # [1, n, A]
+    device = next(learner.parameters()).device
+    obs = torch.as_tensor(first.obs, dtype=torch.float32, device=device).unsqueeze(0)
+    state = torch.as_tensor(first.state, dtype=torch.float32, device=device).unsqueeze(0)
+    avail = torch.as_tensor(first.avail, dtype=torch.float32, device=device).unsqueeze(0)
+    last = torch.full((1, n), -1, dtype=torch.long, device=device)
+    q, _ = learner.agent.step(learner.behaviour.inputs(obs, last), learner.behaviour.initial_hidden(1))
+    g = learner.g(q, state)  # [1, n, A]
 
     joint = list(itertools.product(range(n_actions), repeat=n))
-    picks = torch.tensor(joint, device=module.device)  # [J, n]
-    g_taken = g[0].T[picks, torch.arange(n, device=module.device)]  # [J, n]
-    q_tot = module.mixer(g_taken, state.expand(len(joint), -1))
-    if module.cfg.mixer is Mixer.none:
+    picks = torch.tensor(joint, device=device)  # [J, n]
+    g_taken = g[0].T[picks, torch.arange(n, device=device)]  # [J, n]
+    many = len(joint)
+    q_tot = learner.mix(
+        learner.mixer, g_taken, state.expand(many, -1), picks, g.expand(many, -1, -1), avail.expand(many, -1, -1)
+    )
+    if learner.mixer_spec.per_agent:
         q_tot = q_tot.mean(-1)  # independent learners: each Q_i estimates the team value itself
     table = q_tot.view(*([n_actions] * n))
 
-    if module.cfg.behaviour is Behaviour.softmax:
-        probs = torch.softmax(module.policy_logits(q, state), dim=-1)[0]
+    if learner.cfg.behaviour is Behaviour.softmax:
+        probs = torch.softmax(learner.policy_logits(q, state), dim=-1)[0]
     else:
-        probs = epsilon_greedy_probs(q, avail, module.epsilon(module.progress.t_env))[0]
+        probs = epsilon_greedy_probs(q, avail, learner.epsilon(learner.progress.t_env))[0]
     greedy = greedy_actions(q, avail)[0]
     best_joint = divmod(int(table.argmax()), n_actions) if n == 2 else None
     return {
@@ -52,15 +56,15 @@ def matrix_game_report(module: Any, env: Any) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def matrix_policy_report(module: Any, env: Any) -> dict[str, Any]:
-    """For learners without a joint value (MAPPO): each agent's policy and greedy action."""
+def matrix_policy_report(learner: Any, env: Any) -> dict[str, Any]:
+    """For learners without a joint value (MAPPO, FOP): each agent's policy and greedy action."""
     first = env.reset(seed=None)
     n = env.info().n_agents
-    device = module.device
+    device = next(learner.parameters()).device
     obs = torch.as_tensor(first.obs, dtype=torch.float32, device=device).unsqueeze(0)
     avail = torch.as_tensor(first.avail, dtype=torch.float32, device=device).unsqueeze(0)
     last = torch.full((1, n), -1, dtype=torch.long, device=device)
-    actor = module.actor
+    actor = learner.actor
     logits, _ = actor.policy.step(actor.inputs(obs, last), actor.initial_hidden(1))
     probs = torch.softmax(masked_logits(logits, avail), dim=-1)[0]
     greedy = greedy_actions(logits, avail)[0]

@@ -1,4 +1,4 @@
-"""The recurrent agent network shared by all agents (pymarl2's n_rnn, ALGORITHM.md §1.1)."""
+"""The recurrent agent network shared by all agents (pymarl2's n_rnn; docs/algorithms/soft_qmix.md)."""
 
 from __future__ import annotations
 

@@ -1,27 +1,73 @@
-"""Mixers: per-agent utilities [..., n] and state [..., S] -> joint value."""
+"""Mixers: per-agent utilities and the state -> a joint value, by name (`algo.mixer`).
+
+Every mixer is called as `mixer(utilities, state, actions, max_utilities)`:
+utilities [..., n] of the chosen actions, state [..., S], the joint action [..., n] (indices) and
+each agent's largest utility over its available actions [..., n]. Monotonic mixers use only the
+first two; dueling mixers such as QPLEX (softqmix.algos.qplex) need all four. A mixer module
+registers itself here with `register_mixer`, so a new mixer is one module.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from softqmix.config import Mixer
 from softqmix.nets.hyper import hyper_mlp
+from softqmix.registry import Registry
+
+
+@dataclass(frozen=True)
+class MixerShape:
+    """The sizes a mixer is built for."""
+
+    n_agents: int
+    n_actions: int
+    state_dim: int
+
+
+@dataclass(frozen=True)
+class MixerSpec:
+    """A mixer by name: how to build it from the sizes and the algo config, and what it needs."""
+
+    name: str
+    build: Callable[[MixerShape, Any], nn.Module]
+    needs_state: bool
+    takes_actions: bool = False  # also needs the joint action and each agent's max utility
+    per_agent: bool = False  # keeps one value per agent [..., n] (independent learners), not a joint one
+
+
+MIXERS: Registry[MixerSpec] = Registry("mixer", ("softqmix.nets", "softqmix.algos"))
+
+
+def register_mixer(spec: MixerSpec) -> MixerSpec:
+    return MIXERS.register(spec.name, spec)
+
+
+def mixer_spec(name: str) -> MixerSpec:
+    return MIXERS.get(name)
+
+
+def make_mixer(name: str, shape: MixerShape, cfg: Any) -> nn.Module:
+    return mixer_spec(name).build(shape, cfg)
 
 
 class NoMixer(nn.Module):
     """Independent learners: keeps one value per agent, [..., n]."""
 
-    def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return agent_qs
+    def forward(self, utilities: torch.Tensor, state: torch.Tensor, *_: Any) -> torch.Tensor:
+        return utilities
 
 
 class SumMixer(nn.Module):
-    """VDN's sum; also the released Soft-QMIX mixer (ALGORITHM.md §1.5)."""
+    """VDN's sum; also the mixer of the authors' released Soft-QMIX code (docs/algorithms/soft_qmix.md)."""
 
-    def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return agent_qs.sum(-1)
+    def forward(self, utilities: torch.Tensor, state: torch.Tensor, *_: Any) -> torch.Tensor:
+        return utilities.sum(-1)
 
 
 class QMixer(nn.Module):
@@ -35,9 +81,9 @@ class QMixer(nn.Module):
         self.w2 = hyper_mlp(state_dim, hypernet_embed, embed_dim)
         self.v = hyper_mlp(state_dim, embed_dim, 1)
 
-    def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        lead = agent_qs.shape[:-1]
-        q = agent_qs.reshape(-1, 1, self.n)
+    def forward(self, utilities: torch.Tensor, state: torch.Tensor, *_: Any) -> torch.Tensor:
+        lead = utilities.shape[:-1]
+        q = utilities.reshape(-1, 1, self.n)
         s = state.reshape(-1, state.shape[-1])
         w1 = self.w1(s).view(-1, self.n, self.e)
         w2 = self.w2(s).view(-1, self.e, 1)
@@ -48,12 +94,14 @@ class QMixer(nn.Module):
         return out.view(*lead)
 
 
-def make_mixer(
-    kind: Mixer | str, n_agents: int, state_dim: int, embed_dim: int, hypernet_embed: int, nonneg: bool
-) -> nn.Module:
-    kind = Mixer(kind)
-    if kind is Mixer.none:
-        return NoMixer()
-    if kind is Mixer.sum:
-        return SumMixer()
-    return QMixer(n_agents, state_dim, embed_dim, hypernet_embed, nonneg)
+register_mixer(MixerSpec("none", lambda shape, cfg: NoMixer(), needs_state=False, per_agent=True))
+register_mixer(MixerSpec("sum", lambda shape, cfg: SumMixer(), needs_state=False))
+register_mixer(
+    MixerSpec(
+        "qmix",
+        lambda shape, cfg: QMixer(
+            shape.n_agents, shape.state_dim, cfg.mixing_embed_dim, cfg.hypernet_embed, cfg.nonneg
+        ),
+        needs_state=True,
+    )
+)

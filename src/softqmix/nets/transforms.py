@@ -1,4 +1,4 @@
-"""Order-preserving transforms g (critic side) and f (policy logits), ALGORITHM.md §1.3-1.4.
+"""Order-preserving transforms g (critic side) and f (policy logits), docs/algorithms/soft_qmix.md, "Networks".
 
 Both act elementwise on each agent's action values with parameters that depend only on
 (state, agent), so they never reorder an agent's actions: argmax of the policy equals

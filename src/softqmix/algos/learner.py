@@ -1,0 +1,188 @@
+"""What every learner shares: the common config block and one gradient step.
+
+A learner holds nets, losses and target copies and knows how to take one update on a batch.
+It knows nothing of envs, replay, test schedules or checkpoints: the training loop
+(softqmix.loop) owns those and hands the learner batches. Every learner updates through
+`Learner.update`, so the finite check, gradient clipping, optimizer steps, update counter and
+target copies are written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar
+
+import torch
+from omegaconf import MISSING, DictConfig, OmegaConf
+from torch import nn
+
+from softqmix.envs.base import EnvInfo
+from softqmix.progress import TrainingProgress
+
+
+class Optimizer(str, Enum):
+    adam = "adam"
+    rmsprop = "rmsprop"
+
+
+@dataclass
+class LearnerConfig:
+    """Knobs every learner has. Each algorithm's schema extends this block (or ReplayLearnerConfig)."""
+
+    name: str = MISSING  # the algorithm, a name in softqmix.algos.registry
+    variant: str = "default"  # set by an ablation bundle; names the run and its results row
+    gamma: float = 0.99
+    critic_lr: float = 1e-3
+    optimizer: Optimizer = Optimizer.adam  # for every optimizer of the learner
+    adam_eps: float = 1e-8
+    rmsprop_alpha: float = 0.99
+    rmsprop_eps: float = 1e-5
+    grad_norm_clip: float = 10.0  # per optimizer: the norm over that optimizer's parameters
+    rnn_hidden_dim: int = 64
+    obs_agent_id: bool = True  # one-hot agent index in the agent net's input
+
+
+@dataclass
+class ReplayLearnerConfig(LearnerConfig):
+    """Off-policy learners: replay of whole episodes, target copies, an epsilon schedule."""
+
+    buffer_size: int = 5000  # episodes
+    batch_size: int = 128  # episodes per update
+    updates_per_collect: int = 1  # gradient steps per collection of batch_size_run episodes
+    burn_in_episodes: int = 0  # no update before the buffer holds this many episodes (and batch_size)
+    target_update_interval: int = 200  # episodes between hard target copies
+    epsilon_start: float = 1.0
+    epsilon_finish: float = 0.05
+    epsilon_anneal_time: int = 100_000  # env steps
+
+
+def typed_config(schema: type, algo: Any) -> Any:
+    """Validate an algo mapping (or dataclass) against its schema and return the typed dataclass."""
+    if isinstance(algo, schema):
+        return algo
+    source = algo if isinstance(algo, DictConfig | dict) else OmegaConf.structured(algo)
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), source))
+
+
+@dataclass(frozen=True)
+class OptimizerGroup:
+    """Parameters stepped by one optimizer; `name` also names its grad-norm metric."""
+
+    name: str
+    parameters: list[nn.Parameter]
+    lr: float
+
+
+class NonFiniteLoss(ArithmeticError):
+    """A loss or a checked diagnostic is NaN or infinite; the loop adds where and what to do."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(", ".join(keys))
+        self.keys = keys
+
+
+class Learner(nn.Module):
+    """Nets, losses and the update rule of one algorithm.
+
+    Subclasses give `optimizer_groups`, `compute_losses` and the `actor` that collectors act
+    with, and, when they keep target nets, `sync_targets`. The keys of `objective` are summed
+    into the loss that is back-propagated; every other entry of `compute_losses` is logged.
+    """
+
+    objective: ClassVar[tuple[str, ...]] = ()
+    # Diagnostics that must stay finite too (a diverging Q shows there before the loss does).
+    finite_checks: ClassVar[tuple[str, ...]] = ()
+    # What to change when a loss turns non-finite, in the words of the learner's own knobs.
+    divergence_hint: ClassVar[str] = "lower the learning rates, or check the env's rewards"
+
+    def __init__(
+        self,
+        cfg: LearnerConfig,
+        env_info: EnvInfo,
+        obs_last_action: bool,
+        progress: TrainingProgress,
+        t_max: int = 0,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.env_info = env_info
+        self.obs_last_action = obs_last_action
+        self.progress = progress  # shared with the loop: schedules (epsilon, alpha, lr) read t_env from it
+        self.t_max = t_max  # the run's length in env steps, for schedules that end with the run
+
+    # ------------------------------------------------------------------ subclass interface
+    @property
+    def actor(self) -> Any:
+        """What the collectors act with: sampling when exploring, greedy in tests."""
+        raise NotImplementedError
+
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        raise NotImplementedError
+
+    def compute_losses(self, batch: Any) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def sync_targets(self) -> None:
+        """Copy the online nets into the target nets (learners with targets override this)."""
+
+    def before_step(self, optimizers: list[Any]) -> None:
+        """Called after the gradients are clipped, before the optimizers step (e.g. lr schedules)."""
+
+    def train_metrics(self) -> dict[str, float]:
+        """Algorithm-specific values for each training log row (epsilon, temperature, ...)."""
+        return {}
+
+    # ------------------------------------------------------------------ shared
+    def make_optimizers(self) -> list[torch.optim.Optimizer]:
+        """One optimizer per group, of the kind `cfg.optimizer` names."""
+        cfg = self.cfg
+        groups = self.optimizer_groups()
+        self._group_names = [group.name for group in groups]
+        optimizers: list[torch.optim.Optimizer] = []
+        for group in groups:
+            if Optimizer(cfg.optimizer) is Optimizer.adam:
+                optimizers.append(torch.optim.Adam(group.parameters, lr=group.lr, eps=cfg.adam_eps))
+            else:
+                optimizers.append(
+                    torch.optim.RMSprop(group.parameters, lr=group.lr, alpha=cfg.rmsprop_alpha, eps=cfg.rmsprop_eps)
+                )
+        return optimizers
+
+    def targets_due(self) -> bool:
+        interval = getattr(self.cfg, "target_update_interval", None)
+        if interval is None:
+            return False
+        return self.progress.episodes - self.progress.last_target_sync_episode >= interval
+
+    def update(self, batch: Any, optimizers: list[Any], backward: Any = None) -> dict[str, torch.Tensor]:
+        """One gradient step on `batch`; returns the losses and diagnostics to log.
+
+        `backward` is the loop's (Lightning's `manual_backward`); plain `Tensor.backward` without
+        one. Each optimizer clips the gradient norm over its own parameters.
+        """
+        losses = self.compute_losses(batch)
+        terms = [losses[key] for key in self.objective if key in losses]
+        total = torch.stack(terms).sum()
+        checked = total
+        for key in self.finite_checks:
+            if key in losses:
+                checked = checked + losses[key]
+        if not torch.isfinite(checked):
+            raise NonFiniteLoss([k for k, v in losses.items() if not torch.isfinite(v).all()])
+        for opt in optimizers:
+            opt.zero_grad()
+        (backward or torch.Tensor.backward)(total)
+        names = getattr(self, "_group_names", None) or [group.name for group in self.optimizer_groups()]
+        for name, opt in zip(names, optimizers, strict=True):
+            params = [p for param_group in opt.param_groups for p in param_group["params"]]
+            losses[f"train/grad_norm_{name}"] = nn.utils.clip_grad_norm_(params, self.cfg.grad_norm_clip)
+        self.before_step(optimizers)
+        for opt in optimizers:
+            opt.step()
+        self.progress.updates += 1
+        if self.targets_due():
+            self.sync_targets()
+            self.progress.last_target_sync_episode = self.progress.episodes
+            self.progress.last_target_sync_update = self.progress.updates
+        return losses
