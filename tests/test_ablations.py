@@ -1,4 +1,4 @@
-"""Each ablation bundle sets exactly the switches of docs/algorithms/soft_qmix.md, "Ablations" (paper §5.4 and the released code)."""
+"""Each ablation bundle sets exactly the switches of its column (docs/algorithms/soft_qmix.md, "Ablations")."""
 
 from __future__ import annotations
 

@@ -71,15 +71,17 @@ def test_targets_of_a_terminated_step(target: str, entropy_bonus: float) -> None
     assert math.isfinite(losses["loss/policy"].item()) and losses["loss/critic2"].item() >= 0
 
 
-def test_short_run_spreads_the_policy_over_the_suboptimal_actions(compose_train, tmp_path) -> None:
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_short_run_spreads_the_policy_over_the_suboptimal_actions(compose_train, tmp_path, seed: int) -> None:
     """The paper (§5.1) reports FOP's policy spreading over the suboptimal joint actions of its matrix game.
 
-    Measured with `python train.py algo=fop t_max=3000 seed=<s>`: P(A) = 0.034 / 0.056 (seed 0), 0.053 / 0.065
-    (seed 1), 0.060 / 0.066 (seed 2), with B and C at 0.44-0.53 each.
+    Measured with `python train.py algo=fop t_max=3000 seed=<s>` for seeds 0-4: P(A) between 0.034 and 0.066 and
+    P(B), P(C) between 0.433 and 0.529 for both agents in every seed. Asserted on seeds 0-2, with margins:
+    P(A) < 0.15 and P(B), P(C) > 0.3.
     """
     from softqmix.train import train
 
-    cfg = compose_train(["algo=fop", "t_max=3000", "logger=csv", "trainer.enable_progress_bar=false", "seed=0"])
+    cfg = compose_train(["algo=fop", "t_max=3000", "logger=csv", "trainer.enable_progress_bar=false", f"seed={seed}"])
     summary = train(cfg, tmp_path)
     for probs in summary["matrix_game"]["policy_probs"]:
         assert probs[0] < 0.15 and min(probs[1], probs[2]) > 0.3

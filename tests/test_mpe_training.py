@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from softqmix.data.collector import EpisodeCollector
@@ -18,9 +19,11 @@ from softqmix.train import train
 from tests.helpers import MPE_SIMPLE, REPO_ROOT, SeededRandomActor
 
 LEARNING_STEPS = 50_000
-# Measured (seed 0, 32 test episodes): Soft-QMIX -189.3 after 50k env steps with 4 updates per collection,
-# a uniform policy -213.1 on the same env seeds: a 23.8 gap. The check asks for more than 15.
-LEARNING_MARGIN = 15.0
+# Measured for seeds 0-4 (32 test episodes; a uniform policy on the same env seeds): Soft-QMIX after 50k env
+# steps with 4 updates per collection beats uniform by 21.7, 15.9, 37.9, 17.9 and 59.5. The check runs seeds
+# 0-2 and asks each for more than half the smallest measured gap.
+LEARNING_MARGIN = 8.0
+LEARNING_SEEDS = [0, 1, 2]
 
 SHORT = [
     "env=mpe/spread_simple",
@@ -42,7 +45,10 @@ def test_short_mpe_run_then_evaluate_and_render(compose_train, tmp_path: Path) -
         rows = list(csv.DictReader(handle))
     tests = [r for r in rows if r.get("test/return_mean")]
     assert [float(r["env_step"]) for r in tests] == [0.0, 1000.0, 2000.0, 2500.0]
-    assert all(float(r["test/return_mean"]) < 0 for r in tests)  # Spread rewards are negative distances
+    # 100 episodes in rounds of 4; updates start once the buffer holds a batch of 16 (after round 4): 22 updates
+    assert summary["updates"] == 22
+    for row, test in zip(tests, summary["tests"], strict=True):  # the logged means are the episodes' means
+        assert float(row["test/return_mean"]) == pytest.approx(np.mean(test["returns"])) and len(test["returns"]) == 4
 
     proc = subprocess.run(
         [sys.executable, "evaluate.py", f"run={run_dir}", "test_nepisode=8", "render=true"],
@@ -71,8 +77,9 @@ def test_worker_envs_with_overlapped_learning_complete_the_run(compose_train, tm
         compose_train([*SHORT, "pool.mode=workers", "pool.collection=thread", "checkpoint.interval=1000"]),
         tmp_path,
     )
-    assert summary["status"] == "completed" and summary["env_steps"] == 2500 and summary["updates"] > 0
-    assert summary["final_test_return"] < 0
+    # the same schedule as in-process and serial: no episode lost to the workers or to the collection thread
+    assert summary["status"] == "completed" and summary["env_steps"] == 2500
+    assert summary["episodes"] == 100 and summary["updates"] == 22
 
 
 def _uniform_random_return(seed: int, episodes: int) -> float:
@@ -84,7 +91,8 @@ def _uniform_random_return(seed: int, episodes: int) -> float:
     return float(np.mean(returns))
 
 
-def test_soft_qmix_clearly_beats_uniform_random_on_spread_simple(compose_train, tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", LEARNING_SEEDS)
+def test_soft_qmix_clearly_beats_uniform_random_on_spread_simple(compose_train, tmp_path: Path, seed: int) -> None:
     """A learning check that can fail: LEARNING_STEPS of Soft-QMIX vs a uniform policy on the same env seeds."""
     cfg = compose_train(
         [
@@ -95,9 +103,9 @@ def test_soft_qmix_clearly_beats_uniform_random_on_spread_simple(compose_train, 
             "algo.batch_size=32",
             "algo.updates_per_collect=4",
             "trainer.enable_progress_bar=false",
-            "seed=0",
+            f"seed={seed}",
         ]
     )
     learned = train(cfg, tmp_path)["final_test_return"]
-    random_return = _uniform_random_return(seed=0, episodes=32)
+    random_return = _uniform_random_return(seed=seed, episodes=32)
     assert learned > random_return + LEARNING_MARGIN, (learned, random_return)

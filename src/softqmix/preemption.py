@@ -53,7 +53,7 @@ class PreemptionCheckpoint(L.Callback):
 
     def _save(self, trainer: L.Trainer, pl_module: Any) -> None:
         if self.saved_at != pl_module.progress.t_env:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
             pl_module.progress.last_checkpoint_t = pl_module.progress.t_env
             self.saved_at = pl_module.progress.t_env
 
@@ -92,4 +92,4 @@ class PeriodicCheckpoint(L.Callback):
         progress = pl_module.progress
         if self.interval > 0 and progress.t_env - progress.last_checkpoint_t >= self.interval:
             progress.last_checkpoint_t = progress.t_env
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)

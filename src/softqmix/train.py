@@ -181,9 +181,9 @@ def _fit(
     if module.stop_signal is not None:
         status = "preempted"
         if not last.exists() or checkpoint_env_step(last) != module.progress.t_env:
-            trainer.save_checkpoint(last)
+            trainer.save_checkpoint(last, weights_only=False)
     else:
-        trainer.save_checkpoint(last)
+        trainer.save_checkpoint(last, weights_only=False)
 
     tests = module.test_history
     summary: dict[str, Any] = {

@@ -9,9 +9,9 @@ when `use_g` is on):
 with lambda_i(s, a) = sum_k |key_k(s)| * sigmoid(agents_k(s))_i * sigmoid(actions_k(s, a))_i > 0, one term per
 attention head k. Since every lambda_i is positive and each advantage u'_i - m'_i is <= 0 with equality at
 the greedy action, the greedy joint action of Q_tot is the agents' own greedy actions (IGM), while Q_tot
-can take non-monotonic shapes that QMIX cannot. This follows the authors' code as kept in pymarl2
-(src/modules/mixers/dmaq_general.py with `weighted_head: True`, `is_minus_one: True`, stop-gradient on the
-advantage; dmaq_si_weight.py for lambda); targets are the double-Q hard targets of the QMIX learner.
+can take non-monotonic shapes that QMIX cannot. This follows the authors' code (wjh720/QPLEX, kept in pymarl2 as
+src/modules/mixers/dmaq_general.py with `weighted_head: True`, `is_minus_one: True`, stop-gradient on the
+advantage, and dmaq_si_weight.py for lambda); targets are the double-Q hard targets of the QMIX learner.
 
 This module is the whole of QPLEX: its mixer, its config (the attention width and depth) and its name in
 the algorithm registry; `conf/algo/qplex.yaml` selects it.
@@ -35,12 +35,13 @@ from softqmix.nets.mixers import MixerShape, MixerSpec, register_mixer
 
 @dataclass
 class QPLEXConfig(ValueFactorisationConfig):
-    """QMIX's learner with the QPLEX mixer; defaults of pymarl2's qplex.yaml where they are the mixer's."""
+    """QMIX's learner with the QPLEX mixer; the mixer's defaults are the authors' (wjh720/QPLEX,
+    pymarl-master/src/config/algs/qplex.yaml: num_kernel 10, adv_hypernet_layers 3, adv_hypernet_embed 64)."""
 
     mixer: str = "qplex"
-    qplex_heads: int = 4  # attention heads of lambda (num_kernel)
+    qplex_heads: int = 10  # attention heads of lambda (num_kernel)
     qplex_attention_embed: int = 64  # hidden width of each head's networks (adv_hypernet_embed)
-    qplex_attention_layers: int = 2  # 1, 2 or 3 layers per head network (adv_hypernet_layers)
+    qplex_attention_layers: int = 3  # 1, 2 or 3 layers per head network (adv_hypernet_layers)
 
 
 class QPLEXMixer(nn.Module):

@@ -1,0 +1,130 @@
+"""The learner's update alone: milliseconds per update on a replay batch of real episode shapes, and where they go.
+
+    python benchmarks/update_cost.py --env mpe/spread_simple --algos qmix soft_qmix --batch-sizes 32 128
+    python benchmarks/update_cost.py --env smax/protoss_5v5 --algos qmix soft_qmix --batch-sizes 128 --profile
+
+Builds the learner for the env's sizes (the env is made once to read them), fills a batch of full-length
+episodes with random observations, legal-action masks and actions, and times `Learner.update` (losses,
+backward, clipping, optimizer steps, target copies) after a warm-up, in one torch thread. `--profile` adds
+torch.profiler's table of the ops that take the time. Prints and saves JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from softqmix import CONF_DIR
+from softqmix.algos.registry import build_learner
+from softqmix.config import register_configs
+from softqmix.data.buffer import EpisodeBatch
+from softqmix.envs import make_env
+from softqmix.envs.base import EnvInfo
+
+
+def random_batch(info: EnvInfo, batch_size: int, seed: int = 0) -> EpisodeBatch:
+    """Full-length episodes (the costliest case), every agent with a random non-empty set of legal actions."""
+    gen = torch.Generator().manual_seed(seed)
+    batch = EpisodeBatch.zeros(batch_size, info)
+    batch.obs.copy_(torch.randn(batch.obs.shape, generator=gen))
+    batch.state.copy_(torch.randn(batch.state.shape, generator=gen))
+    avail = (torch.rand(batch.avail.shape, generator=gen) > 0.3).float()
+    avail[..., 1] = 1.0
+    batch.avail.copy_(avail)
+    batch.actions.copy_(torch.multinomial(avail[:, :-1].reshape(-1, info.n_actions), 1, generator=gen).view(batch.actions.shape))
+    batch.reward.copy_(torch.randn(batch.reward.shape, generator=gen))
+    batch.filled.fill_(1.0)
+    batch.terminated[:, -1] = 1.0
+    return batch
+
+
+def measure(
+    algo_cfg: Any, info: EnvInfo, obs_last_action: bool, batch_size: int, updates: int, warmup: int, profile: bool
+) -> dict[str, Any]:
+    torch.manual_seed(0)
+    learner = build_learner(algo_cfg, info, obs_last_action)
+    optimizers = learner.make_optimizers()
+    batch = random_batch(info, batch_size)
+    for _ in range(warmup):
+        learner.update(batch, optimizers)
+    times = []
+    for _ in range(updates):
+        started = time.perf_counter()
+        learner.update(batch, optimizers)
+        times.append(time.perf_counter() - started)
+    row: dict[str, Any] = {
+        "algo": algo_cfg.name,
+        "batch_size": batch_size,
+        "ms_per_update_median": round(1000 * statistics.median(times), 2),
+        "ms_per_update_mean": round(1000 * statistics.fmean(times), 2),
+        "updates_timed": updates,
+    }
+    if profile:
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(5):
+                learner.update(batch, optimizers)
+        row["profile"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="mpe/spread_simple")
+    parser.add_argument("--algos", nargs="+", default=["qmix", "soft_qmix"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 128])
+    parser.add_argument("--updates", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--overrides", nargs="*", default=[], help="more config overrides, e.g. algo.g_hidden=8")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    register_configs()
+    rows = []
+    info = None
+    for algo in args.algos:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=[f"algo={algo}", f"env={args.env}", *args.overrides])
+        if info is None:
+            env = make_env(cfg.env)
+            info = env.info()
+            env.close()
+        for batch_size in args.batch_sizes:
+            row = measure(cfg.algo, info, cfg.env.obs_last_action, batch_size, args.updates, args.warmup, args.profile)
+            row["env"] = args.env
+            table = row.pop("profile", None)
+            print(json.dumps(row), flush=True)
+            if table:
+                print(table, flush=True)
+                row["profile"] = table
+            rows.append(row)
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+        "command": "python benchmarks/update_cost.py " + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+            if v not in (None, False, [])
+        ),
+        "env_info": info.__dict__ if info else None,
+        "results": rows,
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
