@@ -87,6 +87,31 @@ def _best_available(values: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
     return masked_logits(values, avail).max(dim=-1).values
 
 
+def value_diagnostics(
+    q_tot: torch.Tensor,
+    targets: torch.Tensor,
+    loss_mask: torch.Tensor,
+    q: torch.Tensor,
+    avail: torch.Tensor,
+    mask: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """The scale of the values and how far apart each agent's best two actions are.
+
+    A greedy policy read off Q_i is only as stable as its action gap (best minus second-best available
+    action) is large next to the values' noise; |Q_tot| and |target| show the scale that noise comes from.
+    Agents with a single legal action (dead SMAC units) have no gap and are left out.
+    """
+    valid = loss_mask.sum()
+    top2 = masked_logits(q, avail).topk(2, dim=-1).values  # [B, T, n, 2]
+    choice = (avail.sum(-1) >= 2).to(q.dtype) * mask.unsqueeze(-1)  # [B, T, n]
+    gap = ((top2[..., 0] - top2[..., 1]) * choice).sum() / choice.sum().clamp(min=1.0)
+    return {
+        "train/q_tot_abs_mean": (q_tot.abs() * loss_mask).sum() / valid,
+        "train/target_abs_mean": (targets.abs() * loss_mask).sum() / valid,
+        "train/action_gap_mean": gap,
+    }
+
+
 class ValueFactorisation(Learner):
     """Agent net, transforms g and f, mixer and their targets; the TD(lambda) and policy losses."""
 
@@ -214,6 +239,7 @@ class ValueFactorisation(Learner):
         out["train/q_taken_mean"] = ((q_tot * loss_mask).sum() / valid).detach()
         out["train/target_mean"] = ((targets * loss_mask).sum() / valid).detach()
         out["train/entropy"] = ((entropy[:, :-1] * mask).sum() / mask.sum()).detach()
+        out.update(value_diagnostics(q_tot.detach(), targets, loss_mask, q[:, :-1].detach(), avail[:, :-1], mask))
         return out
 
     def _targets(

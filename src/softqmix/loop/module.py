@@ -49,6 +49,12 @@ class RunSchedule:
     log_interval: int = 1000
 
 
+def greedy_action_counts(episodes: EpisodeBatch, n_actions: int) -> torch.Tensor:
+    """How often each agent took each action in these episodes' real steps: [n_agents, n_actions]."""
+    onehot = torch.nn.functional.one_hot(episodes.actions, n_actions).to(torch.float32)  # [E, T, n, A]
+    return (onehot * episodes.filled[..., None, None]).sum(dim=(0, 1))
+
+
 class BatchStream(IterableDataset):
     """Lightning wants a DataLoader; this one iterates the loop's own batch generator."""
 
@@ -289,20 +295,31 @@ class TrainingLoop(L.LightningModule):
         started = time.perf_counter()
         rounds = max(1, math.ceil(self.schedule.test_nepisode / self.test_collector.n_envs))
         returns, won = [], []
+        counts = torch.zeros(self.env_info.n_agents, self.env_info.n_actions)
         for _ in range(rounds):
-            _, stats = self.test_collector.collect(self.actor, explore=False)
+            episodes, stats = self.test_collector.collect(self.actor, explore=False)
             returns += stats.returns
             won += stats.battle_won
+            counts += greedy_action_counts(episodes, self.env_info.n_actions)
+        shares = counts / counts.sum(-1, keepdim=True).clamp(min=1.0)
         result = {
             "test/return_mean": float(np.mean(returns)),
             "test/return_std": float(np.std(returns)),
             "test/battle_won_mean": float(np.mean(won)),
             "test/episodes": float(len(returns)),
+            # how often, on average over agents, each agent's most frequent greedy action was taken
+            "test/top_action_share": float(shares.max(-1).values.mean()),
         }
         self.progress.last_test_t = self.progress.t_env
         self.timing.test_seconds += time.perf_counter() - started
         self.test_history.append(
-            {"env_step": float(self.progress.t_env), **result, "returns": returns, "battle_won": won}
+            {
+                "env_step": float(self.progress.t_env),
+                **result,
+                "returns": returns,
+                "battle_won": won,
+                "greedy_action_counts": counts.long().tolist(),  # [agent][action], over every test step
+            }
         )
         self.log_env_metrics(result)
         return result
