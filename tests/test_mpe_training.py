@@ -64,6 +64,19 @@ def test_short_mpe_run_then_evaluate_and_render(compose_train, tmp_path: Path) -
     gif = Image.open(run_dir / "episode.gif")
     assert gif.size == (700, 700) and gif.n_frames > 1  # (PIL merges identical consecutive frames)
 
+    # the same checkpoint and env seeds scored near-greedily, written beside the greedy score
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py", f"run={run_dir}", "test_nepisode=8", "epsilon=0.05"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    noisy = json.loads((run_dir / "eval_epsilon0.05.json").read_text())
+    assert noisy["epsilon"] == 0.05 and noisy["seed"] == report["seed"] and noisy["test/episodes"] == 8
+    assert json.loads((run_dir / "eval.json").read_text())["epsilon"] == 0.0
+
 
 def test_evaluate_without_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
     proc = subprocess.run(

@@ -19,6 +19,7 @@ from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import env_factory, make_env
 from softqmix.envs.pool import EnvPool
 from softqmix.errors import ConfigError, UserError
+from softqmix.eval.epsilon_actor import EpsilonGreedyActor
 from softqmix.loop import TrainingLoop
 from softqmix.outputs import write_json
 
@@ -75,12 +76,19 @@ def evaluate(eval_cfg: DictConfig) -> dict[str, Any]:
     name = f"{cfg.env.family}/{cfg.env.name}"
     pool = EnvPool(env_factory(cfg.env), cfg.batch_size_run, mode="inprocess", name=name)
     collector = EpisodeCollector(pool, seed=int(eval_cfg.seed), name=name)
+    actor = EpsilonGreedyActor(module.actor, float(eval_cfg.epsilon), int(eval_cfg.seed))
     try:
         module.attach_envs(collector)
-        result = module.run_test()
+        result = module.run_test(actor)
     finally:
         collector.close()
-    report: dict[str, Any] = {"run": str(run_dir), "checkpoint_env_step": step, "seed": int(eval_cfg.seed), **result}
+    report: dict[str, Any] = {
+        "run": str(run_dir),
+        "checkpoint_env_step": step,
+        "seed": int(eval_cfg.seed),
+        "epsilon": float(eval_cfg.epsilon),
+        **result,
+    }
     if eval_cfg.render:
         if cfg.env.family != "mpe":
             raise ConfigError(f"render=true needs an MPE run; this run's env is {name}")
@@ -94,7 +102,9 @@ def evaluate(eval_cfg: DictConfig) -> dict[str, Any]:
         write_gif(frames, gif, int(eval_cfg.gif_fps))
         report["gif"] = str(gif)
         report["gif_frames"] = len(frames)
-    write_json(run_dir / "eval.json", report)
+    name = "eval.json" if report["epsilon"] == 0.0 else f"eval_epsilon{report['epsilon']:g}.json"  # both can stay
+    write_json(run_dir / name, report)
+    report["written_to"] = str(run_dir / name)
     return report
 
 
@@ -109,8 +119,9 @@ def main(eval_cfg: DictConfig) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     print(
-        f"{report['test/episodes']:.0f} greedy episodes: return {report['test/return_mean']:.3f} "
-        f"± {report['test/return_std']:.3f}, win rate {report['test/battle_won_mean']:.3f} -> {eval_cfg.run}/eval.json"
+        f"{report['test/episodes']:.0f} episodes at epsilon {report['epsilon']:g}: "
+        f"return {report['test/return_mean']:.3f} ± {report['test/return_std']:.3f}, "
+        f"win rate {report['test/battle_won_mean']:.3f} -> {report['written_to']}"
     )
 
 

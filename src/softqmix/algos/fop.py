@@ -24,7 +24,7 @@ from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
 from softqmix.data.buffer import EpisodeBatch
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
-from softqmix.nets.agent import RNNAgent, agent_input_dim, build_agent_inputs
+from softqmix.nets.agent import agent_input_dim, build_agent_inputs, make_agent_net
 from softqmix.nets.fop_mixer import FOPMixer
 from softqmix.progress import TrainingProgress
 
@@ -75,8 +75,8 @@ class FOP(Learner):
         validate_fop(cfg)
         info = env_info
         n, a = info.n_agents, info.n_actions
-        self.policy = RNNAgent(
-            agent_input_dim(info.obs_dim, n, a, obs_last_action, cfg.obs_agent_id), cfg.rnn_hidden_dim, a
+        self.policy = make_agent_net(
+            cfg.agent, agent_input_dim(info.obs_dim, n, a, obs_last_action, cfg.obs_agent_id), cfg.rnn_hidden_dim, a
         )
         critic_in = info.obs_dim + (n if cfg.obs_agent_id else 0)
         n_critics = 2 if cfg.twin_critics else 1

@@ -17,6 +17,7 @@ import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 
+from softqmix.algos.rewards import RewardTransform
 from softqmix.envs.base import EnvInfo
 from softqmix.progress import TrainingProgress
 
@@ -24,6 +25,16 @@ from softqmix.progress import TrainingProgress
 class Optimizer(str, Enum):
     adam = "adam"
     rmsprop = "rmsprop"
+
+
+class AgentNet(str, Enum):
+    rnn = "rnn"  # Linear -> GRU -> Linear over the episode (pymarl2's n_rnn, the paper's agent)
+    mlp = "mlp"  # three linear layers on the current input only (EPyMARL's QMIX on MPE: use_rnn False)
+
+
+class TargetUnit(str, Enum):
+    episodes = "episodes"  # pymarl2 and the authors' code: a copy every N collected episodes
+    updates = "updates"  # EPyMARL: a copy every N gradient steps
 
 
 @dataclass
@@ -39,7 +50,8 @@ class LearnerConfig:
     rmsprop_alpha: float = 0.99
     rmsprop_eps: float = 1e-5
     grad_norm_clip: float = 10.0  # per optimizer: the norm over that optimizer's parameters
-    rnn_hidden_dim: int = 64
+    agent: AgentNet = AgentNet.rnn  # the (shared) agent or actor network
+    rnn_hidden_dim: int = 64  # hidden width of the agent net (rnn or mlp)
     obs_agent_id: bool = True  # one-hot agent index in the agent net's input
 
 
@@ -51,7 +63,10 @@ class ReplayLearnerConfig(LearnerConfig):
     batch_size: int = 128  # episodes per update
     updates_per_collect: int = 1  # gradient steps per collection of batch_size_run episodes
     burn_in_episodes: int = 0  # no update before the buffer holds this many episodes (and batch_size)
-    target_update_interval: int = 200  # episodes between hard target copies
+    target_update_interval: int = 200  # hard target copies every this many `target_update_unit`
+    target_update_unit: TargetUnit = TargetUnit.episodes
+    reward_scale: float = 1.0  # rewards are multiplied by this before the targets (logged returns are not)
+    standardise_rewards: bool = False  # EPyMARL's: (r - running mean) / running std over the sampled batches
     epsilon_start: float = 1.0
     epsilon_finish: float = 0.05
     epsilon_anneal_time: int = 100_000  # env steps
@@ -110,6 +125,8 @@ class Learner(nn.Module):
         self.obs_last_action = obs_last_action
         self.progress = progress  # shared with the loop: schedules (epsilon, alpha, lr) read t_env from it
         self.t_max = t_max  # the run's length in env steps, for schedules that end with the run
+        if isinstance(cfg, ReplayLearnerConfig):  # a module without parameters: the nets' initialisation is unchanged
+            self.rewards = RewardTransform(cfg.reward_scale, cfg.standardise_rewards)
 
     # ------------------------------------------------------------------ subclass interface
     @property
@@ -153,7 +170,14 @@ class Learner(nn.Module):
         interval = getattr(self.cfg, "target_update_interval", None)
         if interval is None:
             return False
+        if TargetUnit(self.cfg.target_update_unit) is TargetUnit.updates:
+            return self.progress.updates - self.progress.last_target_sync_update >= interval
         return self.progress.episodes - self.progress.last_target_sync_episode >= interval
+
+    def prepare_batch(self, batch: Any) -> Any:
+        """Learners with reward scaling or standardisation see the transformed rewards (ReplayLearnerConfig)."""
+        rewards = getattr(self, "rewards", None)
+        return rewards(batch) if rewards is not None else batch
 
     def update(self, batch: Any, optimizers: list[Any], backward: Any = None) -> dict[str, torch.Tensor]:
         """One gradient step on `batch`; returns the losses and diagnostics to log.
@@ -161,7 +185,7 @@ class Learner(nn.Module):
         `backward` is the loop's (Lightning's `manual_backward`); plain `Tensor.backward` without
         one. Each optimizer clips the gradient norm over its own parameters.
         """
-        losses = self.compute_losses(batch)
+        losses = self.compute_losses(self.prepare_batch(batch))
         terms = [losses[key] for key in self.objective if key in losses]
         total = torch.stack(terms).sum()
         checked = total

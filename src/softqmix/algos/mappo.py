@@ -37,7 +37,7 @@ from softqmix.data.buffer import EpisodeBatch
 from softqmix.data.rollout import Minibatch, epoch_minibatches
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
-from softqmix.nets.agent import RNNAgent, agent_input_dim
+from softqmix.nets.agent import agent_input_dim, make_agent_net
 from softqmix.progress import TrainingProgress
 
 
@@ -97,7 +97,7 @@ class MAPPO(Learner):
         validate_mappo(cfg)
         info = env_info
         in_dim = agent_input_dim(info.obs_dim, info.n_agents, info.n_actions, obs_last_action, cfg.obs_agent_id)
-        self.policy = RNNAgent(in_dim, cfg.rnn_hidden_dim, info.n_actions)
+        self.policy = make_agent_net(cfg.agent, in_dim, cfg.rnn_hidden_dim, info.n_actions)
         h = cfg.critic_hidden_dim
         self.value = nn.Sequential(nn.Linear(info.state_dim, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1))
         self.value_norm = ValueNorm()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 from torch import nn
@@ -21,10 +22,15 @@ from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
 from softqmix.data.buffer import EpisodeBatch
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
-from softqmix.nets.agent import RNNAgent, agent_input_dim
+from softqmix.nets.agent import agent_input_dim, make_agent_net
 from softqmix.nets.mixers import MixerShape, make_mixer, mixer_spec
 from softqmix.nets.transforms import AffineF, IdentityTransform, MonotoneG
 from softqmix.progress import TrainingProgress
+
+
+class TDLoss(str, Enum):
+    half_mse = "half_mse"  # mean of td^2 / 2: pymarl2 and the authors' Soft-QMIX code
+    mse = "mse"  # mean of td^2: EPyMARL (the same gradient clip is then half as loose)
 
 
 @dataclass
@@ -48,6 +54,7 @@ class ValueFactorisationConfig(ReplayLearnerConfig):
     behaviour_alpha: float | None = None  # temperature of the behaviour policy; None = alpha
     mask_entropy_after_termination: bool = True  # False reproduces the released code's leak
     td_lambda: float = 0.4
+    td_loss: TDLoss = TDLoss.half_mse
     policy_lr: float = 1e-3  # f's optimizer; critic_lr drives agent net + g + mixer
     mixing_embed_dim: int = 32
     hypernet_embed: int = 64
@@ -132,7 +139,7 @@ class ValueFactorisation(Learner):
         info = env_info
         n, s = info.n_agents, info.state_dim
         in_dim = agent_input_dim(info.obs_dim, n, info.n_actions, obs_last_action, cfg.obs_agent_id)
-        self.agent = RNNAgent(in_dim, cfg.rnn_hidden_dim, info.n_actions)
+        self.agent = make_agent_net(cfg.agent, in_dim, cfg.rnn_hidden_dim, info.n_actions)
         self.g: nn.Module = (
             MonotoneG(n, s, cfg.g_hidden, cfg.hypernet_embed, cfg.g_residual, cfg.nonneg)
             if cfg.use_g
@@ -233,8 +240,9 @@ class ValueFactorisation(Learner):
                 disagree = (policy_error > 0) == (td_error.detach() < 0)
                 weights = loss_mask * torch.where(disagree, 0.5, 1.0)
                 out["train/td_weight_mean"] = (weights.sum() / loss_mask.sum()).detach()
-        out["loss/td"] = (0.5 * td_error.pow(2) * weights).sum() / weights.sum()
-        out["loss/td_unweighted"] = ((0.5 * td_error.pow(2) * loss_mask).sum() / loss_mask.sum()).detach()
+        scale = 0.5 if TDLoss(cfg.td_loss) is TDLoss.half_mse else 1.0
+        out["loss/td"] = (scale * td_error.pow(2) * weights).sum() / weights.sum()
+        out["loss/td_unweighted"] = ((scale * td_error.pow(2) * loss_mask).sum() / loss_mask.sum()).detach()
         valid = loss_mask.sum()
         out["train/q_taken_mean"] = ((q_tot * loss_mask).sum() / valid).detach()
         out["train/target_mean"] = ((targets * loss_mask).sum() / valid).detach()

@@ -288,8 +288,9 @@ class TrainingLoop(L.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def run_test(self) -> dict[str, float]:
-        """Greedy episodes with the actor (explore=False); they do not advance t_env."""
+    def run_test(self, actor: Any = None) -> dict[str, float]:
+        """Greedy episodes with the actor (explore=False), or with `actor` (e.g. an epsilon-greedy wrapper);
+        they do not advance t_env."""
         if self.test_collector is None:
             raise RuntimeError("call attach_envs(...) before testing")
         started = time.perf_counter()
@@ -297,7 +298,7 @@ class TrainingLoop(L.LightningModule):
         returns, won = [], []
         counts = torch.zeros(self.env_info.n_agents, self.env_info.n_actions)
         for _ in range(rounds):
-            episodes, stats = self.test_collector.collect(self.actor, explore=False)
+            episodes, stats = self.test_collector.collect(actor or self.actor, explore=False)
             returns += stats.returns
             won += stats.battle_won
             counts += greedy_action_counts(episodes, self.env_info.n_actions)

@@ -76,3 +76,48 @@ class RNNAgent(nn.Module):
         x = F.relu(self.fc1(inputs.reshape(e * n, 1, d)))
         out, h = self.rnn(x, hidden.unsqueeze(0))
         return self.fc2(out[:, 0]).reshape(e, n, -1), h[0]
+
+
+class MLPAgent(nn.Module):
+    """Linear -> ReLU -> Linear -> ReLU -> Linear on the current input only (EPyMARL's agent with use_rnn=False).
+
+    The same interface as RNNAgent, so every learner takes either; the "hidden state" is the last hidden
+    layer's output, returned for shape compatibility and never fed back.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, n_actions: int) -> None:
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.fc1 = nn.Linear(input_dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
+        self.fc3 = nn.Linear(hidden_dim, n_actions)
+
+    def initial_hidden(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
+        return torch.zeros(batch, self.hidden_dim, device=device)
+
+    def _forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.relu(self.fc2(F.relu(self.fc1(inputs))))
+        return self.fc3(h), h
+
+    def unroll(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs [B, T, n, d] -> Q [B, T, n, A]."""
+        return self._forward(inputs)[0]
+
+    def unroll_with_hidden(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._forward(inputs)
+
+    def unroll_sequences(self, inputs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        return self._forward(inputs)[0]
+
+    def step(self, inputs: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs [E, n, d] -> Q [E, n, A] and the hidden layer [E*n, H]."""
+        q, h = self._forward(inputs)
+        return q, h.reshape(-1, self.hidden_dim)
+
+
+AGENT_NETS: dict[str, type[nn.Module]] = {"rnn": RNNAgent, "mlp": MLPAgent}
+
+
+def make_agent_net(kind: str, input_dim: int, hidden_dim: int, n_actions: int) -> nn.Module:
+    """`algo.agent`: rnn (GRU, pymarl2's n_rnn and the paper's agent) or mlp (no memory)."""
+    return AGENT_NETS[getattr(kind, "value", kind)](input_dim, hidden_dim, n_actions)

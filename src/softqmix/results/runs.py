@@ -45,6 +45,7 @@ class RunRecord:
     variant: str
     seed: int
     algo_config: dict[str, Any]
+    env_config: dict[str, Any] = field(default_factory=dict)
     reports_wins: bool = False
     final: dict[str, float] = field(default_factory=dict)  # metric -> value at the last test
     tests: list[dict[str, Any]] = field(default_factory=list)  # per-evaluation, with per-episode lists
@@ -87,7 +88,8 @@ def read_run(path: Path) -> RunRecord:
     config_file = path / "config.yaml" if (path / "config.yaml").is_file() else path / ".hydra" / "config.yaml"
     cfg = OmegaConf.load(config_file)
     algo_config = OmegaConf.to_container(cfg.algo, resolve=False)
-    assert isinstance(algo_config, dict)
+    env_config = OmegaConf.to_container(cfg.env, resolve=False)
+    assert isinstance(algo_config, dict) and isinstance(env_config, dict)
     record = RunRecord(
         path=path,
         status=RunStatus.incomplete,
@@ -96,6 +98,7 @@ def read_run(path: Path) -> RunRecord:
         variant=str(cfg.algo.get("variant", "default")),
         seed=int(cfg.seed),
         algo_config=algo_config,
+        env_config=env_config,
     )
     summary = _read_json(path / "summary.json")
     failure = _read_json(path / "failed.json")
@@ -113,23 +116,35 @@ def read_run(path: Path) -> RunRecord:
     return record
 
 
+def _differing(configs: list[dict[str, Any]]) -> list[str]:
+    # keys every run has: a config written by an older version may lack a newer field
+    keys = sorted(set.intersection(*(set(c) for c in configs)))
+    return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+
+
 def label_methods(records: list[RunRecord]) -> None:
-    """Name each method `algo[variant]`, plus the algo keys that tell apart runs sharing that name.
+    """Name each method `algo[variant]`, plus the algo keys, and the env keys within one env, that tell apart
+    runs sharing that name.
 
     A sweep over `algo.alpha=0.01,0.03` then reads `soft_qmix alpha=0.01` and `soft_qmix alpha=0.03`
-    instead of merging the two settings into one row.
+    instead of merging the two settings into one row; `env.time_limit_is_termination=true,false` on one map
+    reads `qmix env.time_limit_is_termination=True` and `... =False`.
     """
     by_base: dict[str, list[RunRecord]] = defaultdict(list)
     for record in records:
         base = record.algo if record.variant == "default" else f"{record.algo}[{record.variant}]"
         by_base[base].append(record)
     for base, group in by_base.items():
-        # keys every run has: a config written by an older version may lack a newer field
-        keys = sorted(set.intersection(*(set(r.algo_config) for r in group)))
-        differing = [k for k in keys if len({json.dumps(r.algo_config.get(k), sort_keys=True) for r in group}) > 1]
+        differing = _differing([r.algo_config for r in group])
+        by_env: dict[str, list[RunRecord]] = defaultdict(list)
         for record in group:
-            suffix = " ".join(f"{k}={record.algo_config.get(k)}" for k in differing)
-            record.method = f"{base} {suffix}" if suffix else base
+            by_env[record.env].append(record)
+        for same_env in by_env.values():
+            env_differing = _differing([r.env_config for r in same_env])
+            for record in same_env:
+                parts = [f"{k}={record.algo_config.get(k)}" for k in differing]
+                parts += [f"env.{k}={record.env_config.get(k)}" for k in env_differing]
+                record.method = " ".join([base, *parts])
 
 
 def load_runs(roots: list[Path]) -> list[RunRecord]:
