@@ -6,7 +6,8 @@
 Builds the learner for the env's sizes (the env is made once to read them), fills a batch of full-length
 episodes with random observations, legal-action masks and actions, and times `Learner.update` (losses,
 backward, clipping, optimizer steps, target copies) after a warm-up, in one torch thread. `--profile` adds
-torch.profiler's table of the ops that take the time. Prints and saves JSON.
+torch.profiler's table of the ops that take the time. Reports wall and thread CPU milliseconds (the second
+stays close to the update's cost when other processes share the cores). Prints and saves JSON.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def random_batch(info: EnvInfo, batch_size: int, seed: int = 0) -> EpisodeBatch:
     avail = (torch.rand(batch.avail.shape, generator=gen) > 0.3).float()
     avail[..., 1] = 1.0
     batch.avail.copy_(avail)
-    batch.actions.copy_(torch.multinomial(avail[:, :-1].reshape(-1, info.n_actions), 1, generator=gen).view(batch.actions.shape))
+    legal = avail[:, :-1].reshape(-1, info.n_actions)
+    batch.actions.copy_(torch.multinomial(legal, 1, generator=gen).view(batch.actions.shape))
     batch.reward.copy_(torch.randn(batch.reward.shape, generator=gen))
     batch.filled.fill_(1.0)
     batch.terminated[:, -1] = 1.0
@@ -57,20 +59,24 @@ def measure(
     batch = random_batch(info, batch_size)
     for _ in range(warmup):
         learner.update(batch, optimizers)
-    times = []
+    times, cpu = [], []
     for _ in range(updates):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         learner.update(batch, optimizers)
         times.append(time.perf_counter() - started)
+        cpu.append(time.thread_time() - started_cpu)
     row: dict[str, Any] = {
         "algo": algo_cfg.name,
         "batch_size": batch_size,
         "ms_per_update_median": round(1000 * statistics.median(times), 2),
         "ms_per_update_mean": round(1000 * statistics.fmean(times), 2),
+        # CPU time of this thread: what the update costs, also while other processes share the cores
+        "cpu_ms_per_update_median": round(1000 * statistics.median(cpu), 2),
         "updates_timed": updates,
     }
     if profile:
-        from torch.profiler import ProfilerActivity, profile as torch_profile
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
 
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(5):
@@ -113,7 +119,8 @@ def main() -> None:
             rows.append(row)
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
-        "command": "python benchmarks/update_cost.py " + " ".join(
+        "command": "python benchmarks/update_cost.py "
+        + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
             for k, v in vars(args).items()
             if v not in (None, False, [])

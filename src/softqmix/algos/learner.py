@@ -158,11 +158,15 @@ class Learner(nn.Module):
         self._group_names = [group.name for group in groups]
         optimizers: list[torch.optim.Optimizer] = []
         for group in groups:
+            # fused Adam (one kernel for all parameters) is the same update as the per-tensor loop within float
+            # tolerance, and 3x cheaper here; torch has no fused RMSprop, so that one takes the foreach path
             if Optimizer(cfg.optimizer) is Optimizer.adam:
-                optimizers.append(torch.optim.Adam(group.parameters, lr=group.lr, eps=cfg.adam_eps))
+                optimizers.append(torch.optim.Adam(group.parameters, lr=group.lr, eps=cfg.adam_eps, fused=True))
             else:
                 optimizers.append(
-                    torch.optim.RMSprop(group.parameters, lr=group.lr, alpha=cfg.rmsprop_alpha, eps=cfg.rmsprop_eps)
+                    torch.optim.RMSprop(
+                        group.parameters, lr=group.lr, alpha=cfg.rmsprop_alpha, eps=cfg.rmsprop_eps, foreach=True
+                    )
                 )
         return optimizers
 
@@ -200,7 +204,7 @@ class Learner(nn.Module):
         names = getattr(self, "_group_names", None) or [group.name for group in self.optimizer_groups()]
         for name, opt in zip(names, optimizers, strict=True):
             params = [p for param_group in opt.param_groups for p in param_group["params"]]
-            losses[f"train/grad_norm_{name}"] = nn.utils.clip_grad_norm_(params, self.cfg.grad_norm_clip)
+            losses[f"train/grad_norm_{name}"] = nn.utils.clip_grad_norm_(params, self.cfg.grad_norm_clip, foreach=True)
         self.before_step(optimizers)
         for opt in optimizers:
             opt.step()

@@ -24,7 +24,7 @@ from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
 from softqmix.nets.agent import agent_input_dim, make_agent_net
 from softqmix.nets.mixers import MixerShape, make_mixer, mixer_spec
-from softqmix.nets.transforms import AffineF, IdentityTransform, MonotoneG
+from softqmix.nets.transforms import AffineF, IdentityTransform, MonotoneG, detached
 from softqmix.progress import TrainingProgress
 
 
@@ -82,6 +82,11 @@ def validate_value_factorisation(cfg: ValueFactorisationConfig) -> None:
 def needs_state(cfg: ValueFactorisationConfig) -> bool:
     """g and f are conditioned on the state, and so are state-based mixers."""
     return mixer_spec(cfg.mixer).needs_state or cfg.use_g or cfg.use_f
+
+
+def _steps(weights: tuple[torch.Tensor, ...] | None, steps: slice) -> tuple[torch.Tensor, ...] | None:
+    """Transform weights [B, T+1, ...] restricted to some time steps."""
+    return None if weights is None else tuple(w[:, steps] for w in weights)
 
 
 def _per_agent_time_major(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -192,7 +197,7 @@ class ValueFactorisation(Learner):
         utilities: torch.Tensor,
         state: torch.Tensor,
         actions: torch.Tensor,
-        all_utilities: torch.Tensor,
+        all_utilities: torch.Tensor | None,
         avail: torch.Tensor,
     ) -> torch.Tensor:
         """Q_tot of `actions` from their utilities; dueling mixers also get each agent's best utility."""
@@ -209,21 +214,34 @@ class ValueFactorisation(Learner):
 
         inputs = self.agent_inputs(batch)
         q = self.agent.unroll(inputs)  # [B, T+1, n, A]
-        g_all = self.g(q, state)
-        g_taken = g_all[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)  # [B, T, n]
-        q_tot = self.mix(self.mixer, g_taken, state[:, :-1], batch.actions, g_all[:, :-1].detach(), avail[:, :-1])
+        # g acts on each action's value on its own, so only the taken actions need it with a gradient; every
+        # other use of g (next-action sampling, double-Q choice, dueling maxima) is detached: g over all
+        # actions runs without autograd, on the same hypernetwork outputs.
+        g_weights = self.g.weights(state)
+        q_taken = q[:, :-1].gather(-1, batch.actions.unsqueeze(-1))  # [B, T, n, 1]
+        g_taken = self.g.apply(q_taken, _steps(g_weights, slice(None, -1))).squeeze(-1)  # [B, T, n]
+        with torch.no_grad():
+            g_all = self.g.apply(q.detach(), detached(g_weights))  # [B, T+1, n, A]
+        q_tot = self.mix(self.mixer, g_taken, state[:, :-1], batch.actions, g_all[:, :-1], avail[:, :-1])
 
         with torch.no_grad():
-            target_g = self.target_g(self.target_agent.unroll(inputs), state)
+            target_q = self.target_agent.unroll(inputs)
+            target_weights = self.target_g.weights(state)
+            # all of the target's g: to pick the greedy next action from it, or for a dueling mixer's maxima
+            full_target = (not cfg.soft_target and not cfg.double_q) or self.mixer_spec.takes_actions
+            target_g = self.target_g.apply(target_q, target_weights) if full_target else None
             if cfg.soft_target:
-                logits = self.f(g_all.detach(), state) / cfg.alpha
+                logits = self.f(g_all, state) / cfg.alpha
                 next_actions, log_probs = sample_softmax(logits, avail)
                 neg_logp = -log_probs.gather(-1, next_actions.unsqueeze(-1)).squeeze(-1)  # [B, T+1, n]
             else:
-                chooser = g_all.detach() if cfg.double_q else target_g
-                next_actions = greedy_actions(chooser, avail)
+                next_actions = greedy_actions(g_all if cfg.double_q else target_g, avail)
                 neg_logp = torch.zeros_like(next_actions, dtype=q.dtype)
-            target_taken = target_g.gather(-1, next_actions.unsqueeze(-1)).squeeze(-1)
+            if target_g is None:
+                target_next = target_q.gather(-1, next_actions.unsqueeze(-1))
+                target_taken = self.target_g.apply(target_next, target_weights).squeeze(-1)
+            else:
+                target_taken = target_g.gather(-1, next_actions.unsqueeze(-1)).squeeze(-1)
             target_tot = self.mix(self.target_mixer, target_taken, state, next_actions, target_g, avail)
             targets, entropy = self._targets(batch, mask, target_tot, neg_logp)
 

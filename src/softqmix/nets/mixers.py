@@ -82,15 +82,17 @@ class QMixer(nn.Module):
         self.v = hyper_mlp(state_dim, embed_dim, 1)
 
     def forward(self, utilities: torch.Tensor, state: torch.Tensor, *_: Any) -> torch.Tensor:
+        # Broadcast products and sums instead of batched matmuls of [1 x n] by [n x E]: on a CPU, bmm over
+        # thousands of tiny matrices costs 3-5x more, forward and backward (benchmarks/update_cost.py).
         lead = utilities.shape[:-1]
-        q = utilities.reshape(-1, 1, self.n)
+        q = utilities.reshape(-1, self.n, 1)
         s = state.reshape(-1, state.shape[-1])
         w1 = self.w1(s).view(-1, self.n, self.e)
-        w2 = self.w2(s).view(-1, self.e, 1)
+        w2 = self.w2(s).view(-1, self.e)
         if self.nonneg:
             w1, w2 = w1.abs(), w2.abs()
-        hidden = F.elu(torch.bmm(q, w1) + self.b1(s).unsqueeze(1))
-        out = torch.bmm(hidden, w2).squeeze(-1) + self.v(s)
+        hidden = F.elu((q * w1).sum(-2) + self.b1(s))  # [N, E]
+        out = (hidden * w2).sum(-1, keepdim=True) + self.v(s)
         return out.view(*lead)
 
 
