@@ -147,3 +147,48 @@ def test_optimizer_choice_and_its_settings_reach_every_optimizer() -> None:
         assert isinstance(opt, torch.optim.RMSprop)
         assert opt.defaults["alpha"] == 0.9 and opt.defaults["eps"] == 1e-3
     assert all(isinstance(o, torch.optim.Adam) for o in build_learner({"name": "qmix"}, INFO, False).make_optimizers())
+
+
+def test_a_cpu_acting_copy_refreshed_after_each_update_trains_exactly_like_the_shared_actor(
+    compose_train, tmp_path
+) -> None:
+    """The GPU path acts on the CPU with a copy of the nets refreshed after every update, drawing from the
+    same RNG; forced on here (trainer.separate_actor=true) it must give the very same run as the CPU path."""
+    from softqmix.train import train
+
+    runs = {}
+    for separate in ("false", "true"):
+        cfg = compose_train(
+            ["t_max=600", "test_interval=200", "algo.batch_size=8", "algo.buffer_size=64", "logger=csv",
+             "print_report=false", "trainer.enable_progress_bar=false", f"trainer.separate_actor={separate}"]
+        )  # fmt: skip
+        runs[separate] = train(cfg, tmp_path / separate)
+    assert runs["true"]["updates"] == runs["false"]["updates"] > 0
+    assert [t["returns"] for t in runs["true"]["tests"]] == [t["returns"] for t in runs["false"]["tests"]]
+    assert runs["true"]["matrix_game"]["q_tot"] == runs["false"]["matrix_game"]["q_tot"]
+
+
+def test_an_update_never_waits_for_the_host_except_for_its_finite_check(monkeypatch) -> None:
+    """On a GPU every conversion of a tensor to a Python number is a device round trip. Counted here on the
+    CPU by intercepting them: one update of Soft-QMIX with reward standardisation makes exactly one (the
+    check that the losses are finite); its losses stay tensors."""
+    learner = build_learner(
+        {"name": "soft_qmix", "mixer": "qmix", "use_f": True, "use_g": True, "soft_target": True,
+         "behaviour": "softmax", "weighted_td": True, "standardise_rewards": True, "batch_size": 4},
+        INFO,
+        False,
+    )  # fmt: skip
+    optimizers = learner.make_optimizers()
+    syncs = []
+    for name in ("__bool__", "item", "__float__", "__int__", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _original=original, _name=name):  # type: ignore[no-untyped-def]
+            syncs.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    losses = learner.update(random_batch(), optimizers)
+    monkeypatch.undo()
+    assert syncs == ["__bool__"], syncs
+    assert all(isinstance(v, torch.Tensor) for v in losses.values())

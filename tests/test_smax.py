@@ -139,3 +139,54 @@ def test_missing_jaxmarl_names_the_install_command(monkeypatch) -> None:
     with pytest.raises(ConfigError) as error:
         require_jaxmarl()
     assert str(error.value) == INSTALL_HINT
+
+
+def test_vector_env_plays_each_battle_as_the_single_env_with_the_same_seed(compose_train) -> None:
+    """One jitted, vmapped call for all battles is SMAX's own dynamics: battle i of the vector seeded with s_i
+    gives the single env's episode for s_i step for step (same random actions), however the others end."""
+    from softqmix.envs.smax import SMAXEnv, SMAXVectorEnv
+
+    cfg = compose_train(["env=smax/protoss_5v5"])
+    fields = {
+        k: v for k, v in OmegaConf.to_container(cfg.env).items() if k not in ("family", "name", "obs_last_action")
+    }
+    singles = [SMAXEnv(**fields) for _ in range(3)]
+    vector = SMAXVectorEnv(3, **fields)
+    seeds = [5, 6, 7]
+    current = [env.reset(seed) for env, seed in zip(singles, seeds, strict=True)]
+    for a, b in zip(current, vector.reset(seeds), strict=True):
+        assert np.array_equal(a.obs, b.obs) and np.array_equal(a.avail, b.avail)
+    rng, active, lengths = np.random.default_rng(0), [0, 1, 2], [0, 0, 0]
+    while active:
+        actions = {i: np.array([rng.choice(np.flatnonzero(row)) for row in current[i].avail]) for i in active}
+        batched = vector.step(active, np.stack([actions[i] for i in active]))
+        for i, b in zip(active, batched, strict=True):
+            a = singles[i].step(actions[i])
+            assert (a.reward, a.terminated, a.truncated, a.info) == (b.reward, b.terminated, b.truncated, b.info)
+            assert np.allclose(a.next.obs, b.next.obs) and np.array_equal(a.next.avail, b.next.avail)
+            current[i] = a.next
+            lengths[i] += 1
+        active = [i for i in active if not (batched[active.index(i)].terminated or batched[active.index(i)].truncated)]
+    assert len(set(lengths)) > 1  # the battles ended at different steps
+
+
+def test_smax_compiles_each_step_function_once(compose_train) -> None:
+    """SMAX's reset made a weakly typed leaf that its step returns strongly typed, which compiled the jitted step
+    twice (seconds each); the adapter casts the reset state, so every shape compiles once."""
+    from softqmix.envs.smax import SMAXVectorEnv
+
+    env = smax_env(compose_train, "zerg_5v5")
+    current = env.reset(0)
+    for _ in range(5):
+        current = env.step(current.avail.argmax(-1)).next
+    cfg = compose_train(["env=smax/zerg_5v5"])
+    fields = {
+        k: v for k, v in OmegaConf.to_container(cfg.env).items() if k not in ("family", "name", "obs_last_action")
+    }
+    vector = SMAXVectorEnv(4, **fields)
+    obs = vector.reset([0, 1, 2, 3])
+    for _ in range(5):
+        obs = [r.next for r in vector.step([0, 1, 2, 3], np.stack([o.avail.argmax(-1) for o in obs]))]
+    game = env._game
+    assert game.step._cache_size() == 1 and game.reset._cache_size() == 1
+    assert game.step_many._cache_size() == 1 and game.reset_many._cache_size() == 1

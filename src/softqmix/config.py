@@ -70,7 +70,9 @@ class TrainerConfig:
 
     accelerator: str = "cpu"
     devices: int = 1
-    torch_threads: int = 1  # one intra-op thread per process: see docs/architecture.md, "Threads"
+    torch_threads: int = 1  # one intra-op thread per process: see docs/architecture.md, "Collection and threads"
+    # act (collect, test) with a CPU copy of the nets refreshed after each update; null: when the learner is on a GPU
+    separate_actor: bool | None = None
     enable_progress_bar: bool = True  # env steps, episodes/s and the latest test return
     deterministic: bool = False
 

@@ -18,6 +18,7 @@ from softqmix.config import register_configs
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import env_factory, make_env
 from softqmix.envs.pool import EnvPool
+from softqmix.envs.registry import vector_env_factory
 from softqmix.errors import ConfigError, UserError
 from softqmix.eval.epsilon_actor import EpsilonGreedyActor
 from softqmix.loop import TrainingLoop
@@ -74,7 +75,7 @@ def evaluate(eval_cfg: DictConfig) -> dict[str, Any]:
     if eval_cfg.test_nepisode is not None:
         module.schedule.test_nepisode = int(eval_cfg.test_nepisode)
     name = f"{cfg.env.family}/{cfg.env.name}"
-    pool = EnvPool(env_factory(cfg.env), cfg.batch_size_run, mode="inprocess", name=name)
+    pool = EnvPool(env_factory(cfg.env), cfg.batch_size_run, name=name, vector_factory=vector_env_factory(cfg.env))
     collector = EpisodeCollector(pool, seed=int(eval_cfg.seed), name=name)
     actor = EpsilonGreedyActor(module.actor, float(eval_cfg.epsilon), int(eval_cfg.seed))
     try:

@@ -24,7 +24,7 @@ from softqmix.config import Collection, register_configs, validate_config
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import env_factory, make_env
 from softqmix.envs.pool import EnvPool
-from softqmix.envs.registry import check_env_requirements
+from softqmix.envs.registry import check_env_requirements, vector_env_factory
 from softqmix.errors import ConfigError, EnvContractError, TrainingDiverged, UserError
 from softqmix.eval.matrix_report import format_matrix_report, matrix_game_report, matrix_policy_report
 from softqmix.loop import RunSchedule, TrainingLoop
@@ -104,6 +104,7 @@ def train(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback] | No
         start_method=cfg.pool.start_method,
         max_restarts=cfg.pool.max_restarts,
         name=name,
+        vector_factory=vector_env_factory(cfg.env),
     )
     # also on errors and signals: env processes (e.g. StarCraft II) must not outlive us
     with contextlib.ExitStack() as cleanup:
@@ -111,7 +112,9 @@ def train(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback] | No
         cleanup.callback(collector.close)
         test_collector = None
         if Collection(cfg.pool.collection) is not Collection.serial:  # collection owns the training envs
-            test_pool = EnvPool(env_factory(cfg.env), cfg.batch_size_run, mode="inprocess", name=name)
+            test_pool = EnvPool(
+                env_factory(cfg.env), cfg.batch_size_run, name=name, vector_factory=vector_env_factory(cfg.env)
+            )
             test_collector = EpisodeCollector(test_pool, seed=cfg.seed + 100_000, name=name)
             cleanup.callback(test_collector.close)
         return _fit(cfg, run_dir, ckpt, collector, test_collector, extra_callbacks or [], cleanup)
@@ -135,7 +138,13 @@ def _fit(
         log_interval=cfg.log_interval,
     )
     module = TrainingLoop(cfg.algo, info, cfg.env.obs_last_action, schedule)
-    module.attach_envs(collector, test_collector, Collection(cfg.pool.collection), collection_seed=cfg.seed + 1)
+    module.attach_envs(
+        collector,
+        test_collector,
+        Collection(cfg.pool.collection),
+        collection_seed=cfg.seed + 1,
+        separate_actor=cfg.trainer.separate_actor,
+    )
     cleanup.callback(module.close_envs)
     module.configure_checkpointing(checkpoint_path(run_dir).parent, cfg.checkpoint.save_buffer)
     resume_step = None

@@ -93,8 +93,9 @@ class BehaviourPolicy:
             actions, _ = sample_softmax(self.logits(q, state), avail, self.generator)
         return actions, hidden
 
-    def detached_copy(self, seed: int) -> BehaviourPolicy:
-        """Own copies of the nets (on the CPU) and an own RNG, for a collection thread."""
+    def detached_copy(self, seed: int | None) -> BehaviourPolicy:
+        """Own copies of the nets (on the CPU) and an own RNG (seed None: the global one), for a collection
+        thread or process, or for acting on the CPU while the learner trains on a GPU."""
         cpu = lambda m: copy.deepcopy(m).cpu().requires_grad_(False)  # noqa: E731
         return BehaviourPolicy(
             cpu(self.agent),
@@ -105,7 +106,7 @@ class BehaviourPolicy:
             self.n_actions,
             self.n_agents,
             self.epsilon_at,
-            torch.Generator().manual_seed(seed),
+            torch.Generator().manual_seed(seed) if seed is not None else None,
         )
 
     def share_memory(self) -> BehaviourPolicy:

@@ -32,6 +32,11 @@ class AgentNet(str, Enum):
     mlp = "mlp"  # three linear layers on the current input only (EPyMARL's QMIX on MPE: use_rnn False)
 
 
+class ReplayFloat(str, Enum):
+    float32 = "float32"  # exact
+    float16 = "float16"  # observations and states in half precision: half their memory, ~1e-3 relative error
+
+
 class TargetUnit(str, Enum):
     episodes = "episodes"  # pymarl2 and the authors' code: a copy every N collected episodes
     updates = "updates"  # EPyMARL: a copy every N gradient steps
@@ -60,6 +65,7 @@ class ReplayLearnerConfig(LearnerConfig):
     """Off-policy learners: replay of whole episodes, target copies, an epsilon schedule."""
 
     buffer_size: int = 5000  # episodes
+    replay_float: ReplayFloat = ReplayFloat.float32  # how the buffer stores observations and states
     batch_size: int = 128  # episodes per update
     updates_per_collect: int = 1  # gradient steps per collection of batch_size_run episodes
     burn_in_episodes: int = 0  # no update before the buffer holds this many episodes (and batch_size)

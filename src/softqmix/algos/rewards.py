@@ -34,18 +34,18 @@ class RewardTransform(nn.Module):
 
     @torch.no_grad()
     def update(self, rewards: torch.Tensor, filled: torch.Tensor) -> None:
-        """Merge the batch's moments (its real steps) into the running ones."""
-        values = rewards[filled > 0]
-        n = values.numel()
-        if n < 2:
-            return
-        batch_mean, batch_var = values.mean(), values.var()
+        """Merge the batch's moments (its real steps) into the running ones; masked sums only, so a GPU run
+        never waits for the host here."""
+        n = filled.sum()
+        batch_mean = (rewards * filled).sum() / n.clamp(min=1.0)
+        batch_var = ((rewards - batch_mean).square() * filled).sum() / (n - 1).clamp(min=1.0)
         delta = batch_mean - self.mean
         total = self.count + n
         m2 = self.var * self.count + batch_var * n + delta.square() * self.count * n / total
-        self.mean.add_(delta * n / total)
-        self.var.copy_(m2 / total)
-        self.count.copy_(total)
+        use = n >= 2  # a batch of fewer than two real steps has no variance: keep the running moments
+        self.mean.copy_(torch.where(use, self.mean + delta * n / total, self.mean))
+        self.var.copy_(torch.where(use, m2 / total, self.var))
+        self.count.copy_(torch.where(use, total, self.count))
 
     def forward(self, batch: EpisodeBatch) -> EpisodeBatch:
         if not self.active:

@@ -37,6 +37,13 @@ class EpisodeBatch:
         return EpisodeBatch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
 
     def to(self, device: torch.device | str) -> EpisodeBatch:
+        """On a CUDA device through pinned memory, without waiting for the copy (the update's first kernel
+        waits on the GPU, not on the host)."""
+        device = torch.device(device)
+        if device.type == "cuda":
+            return EpisodeBatch(
+                **{f.name: getattr(self, f.name).pin_memory().to(device, non_blocking=True) for f in fields(self)}
+            )
         return EpisodeBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     @classmethod
@@ -58,29 +65,66 @@ class EpisodeBatch:
         )
 
 
-class EpisodeBuffer:
-    """A ring of `capacity` episodes; sampling is uniform without replacement, as in pymarl."""
+def storage_dtypes(info: EnvInfo, float_dtype: torch.dtype = torch.float32) -> dict[str, torch.dtype]:
+    """How each field is stored: masks and flags as uint8 and actions as the smallest integer that holds
+    them, all exact; observations and states in `float_dtype` (float32 exact, float16 halves them)."""
+    action_dtype = torch.int8 if info.n_actions <= 127 else torch.int16
+    return {
+        "obs": float_dtype,
+        "state": float_dtype,
+        "avail": torch.uint8,
+        "actions": action_dtype,
+        "reward": torch.float32,
+        "terminated": torch.uint8,
+        "filled": torch.uint8,
+    }
 
-    def __init__(self, capacity: int, info: EnvInfo) -> None:
+
+# what a sampled batch holds, whatever the storage: the learner's types
+BATCH_DTYPES = {f.name: torch.long if f.name == "actions" else torch.float32 for f in fields(EpisodeBatch)}
+
+
+class EpisodeBuffer:
+    """A ring of `capacity` episodes; sampling is uniform without replacement, as in pymarl.
+
+    Stored compactly (storage_dtypes: a quarter of the float32 bytes for masks and flags, an eighth for
+    actions); sampled batches come back in float32 / int64.
+    """
+
+    def __init__(self, capacity: int, info: EnvInfo, float_dtype: torch.dtype = torch.float32) -> None:
         if capacity < 1:
             raise ValueError(f"algo.buffer_size must be >= 1 episode, got {capacity}")
         self.capacity = capacity
         self.info = info
-        self.storage = EpisodeBatch.zeros(capacity, info)
+        self.dtypes = storage_dtypes(info, float_dtype)
+        self.storage = self._allocate(capacity)
         self._next = 0
         self.size = 0
 
+    def _allocate(self, capacity: int) -> EpisodeBatch:
+        empty = EpisodeBatch.zeros(0, self.info)  # the shapes after the episode axis
+        return EpisodeBatch(
+            **{
+                name: torch.zeros(capacity, *getattr(empty, name).shape[1:], dtype=dtype)
+                for name, dtype in self.dtypes.items()
+            }
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self.storage, f.name).nbytes for f in fields(EpisodeBatch))
+
     def release(self) -> None:
         """Drop the stored episodes and their memory now, whoever still holds this buffer."""
-        self.storage = EpisodeBatch.zeros(0, self.info)
+        self.storage = self._allocate(0)
         self.capacity, self._next, self.size = 0, 0, 0
 
     def insert(self, episodes: EpisodeBatch) -> None:
         """Copy finished episodes in, overwriting the oldest once full."""
         n = episodes.batch_size
         idx = (torch.arange(n) + self._next) % self.capacity
-        for f in fields(EpisodeBatch):
-            getattr(self.storage, f.name)[idx] = getattr(episodes, f.name)
+        for name, dtype in self.dtypes.items():
+            getattr(self.storage, name)[idx] = getattr(episodes, name).to(dtype)
         self._next = (self._next + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
@@ -107,7 +151,7 @@ class EpisodeBuffer:
         filled = self.storage.filled[idx]
         t = max(int(filled.sum(1).max().item()), 1)
         s = self.storage
-        return EpisodeBatch(
+        picked = EpisodeBatch(
             obs=s.obs[idx, : t + 1],
             state=s.state[idx, : t + 1],
             avail=s.avail[idx, : t + 1],
@@ -116,3 +160,4 @@ class EpisodeBuffer:
             terminated=s.terminated[idx, :t],
             filled=filled[:, :t],
         )
+        return EpisodeBatch(**{name: getattr(picked, name).to(dtype) for name, dtype in BATCH_DTYPES.items()})

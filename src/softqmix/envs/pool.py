@@ -1,9 +1,10 @@
 """A pool of `n_envs` copies of one env, stepped together, in this process or in worker processes.
 
 Worker mode puts each env in its own process (pymarl's parallel runner), so env stepping
-runs on the cores the learner does not use. A worker that dies is restarted with a fresh
-env; the episode it was running is reported as lost (None) and discarded by the caller.
-After `max_restarts` deaths the pool gives up with a clear error instead of looping.
+runs on the cores the learner does not use. In process, a family that batches its envs (SMAX: one
+jitted, vmapped call for all of them) is stepped as one vector env instead of n separate ones. A worker
+that dies is restarted with a fresh env; the episode it was running is reported as lost (None) and
+discarded by the caller. After `max_restarts` deaths the pool gives up with a clear error instead of looping.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class EnvPool:
         start_method: str = "fork",
         max_restarts: int = 3,
         name: str = "env",
+        vector_factory: Callable[[int], Any] | None = None,
     ) -> None:
         if n_envs < 1:
             raise ValueError("batch_size_run must be >= 1")
@@ -79,9 +81,13 @@ class EnvPool:
         self._lock = threading.RLock()
         self._envs: list[MultiAgentEnv] = []
         self._workers: list[_Worker] = []
-        if mode == "inprocess":
+        self._vector: Any = None
+        if mode == "inprocess" and vector_factory is not None:
+            self._vector = vector_factory(n_envs)
+            self.info: EnvInfo = self._vector.info()
+        elif mode == "inprocess":
             self._envs = [factory() for _ in range(n_envs)]
-            self.info: EnvInfo = self._envs[0].info()
+            self.info = self._envs[0].info()
         else:
             self._ctx = mp.get_context(start_method)
             self._workers = [_Worker(self._ctx, factory) for _ in range(n_envs)]
@@ -98,9 +104,13 @@ class EnvPool:
     @property
     def envs(self) -> list[MultiAgentEnv]:
         """The env objects (in-process mode only; a report may need to look inside one)."""
-        if self.mode != "inprocess":
-            raise RuntimeError("env objects live in worker processes in pool.mode=workers")
+        if self.mode != "inprocess" or self._vector is not None:
+            raise RuntimeError("env objects live in worker processes (pool.mode=workers) or in one vector env")
         return self._envs
+
+    @property
+    def vectorised(self) -> bool:
+        return self._vector is not None
 
     # -------------------------------------------------------------- worker plumbing
     def _receive(self, index: int) -> Any:
@@ -141,6 +151,8 @@ class EnvPool:
     def reset(self, seeds: Sequence[int | None]) -> list[Observation]:
         """Reset every env (seed None continues the env's own RNG stream)."""
         with self._lock:
+            if self._vector is not None:
+                return self._vector.reset(list(seeds))
             if self.mode == "inprocess":
                 return [env.reset(seed=seed) for env, seed in zip(self._envs, seeds, strict=True)]
             out: list[Observation] = []
@@ -159,6 +171,8 @@ class EnvPool:
         None in the result marks an env whose worker died during the step: its episode is lost.
         """
         with self._lock:
+            if self._vector is not None:
+                return self._vector.step(list(indices), actions)
             if self.mode == "inprocess":
                 return [self._envs[i].step(a) for i, a in zip(indices, actions, strict=True)]
             sent: list[int] = []
@@ -181,12 +195,17 @@ class EnvPool:
 
     def rng_states(self) -> list[Any]:
         with self._lock:
+            if self._vector is not None:
+                return self._vector.get_rng_state()
             if self.mode == "inprocess":
                 return [env.get_rng_state() if hasattr(env, "get_rng_state") else None for env in self._envs]
             return [self._call(i, "get_rng", None) for i in range(self.n_envs)]
 
     def set_rng_states(self, states: Sequence[Any]) -> None:
         with self._lock:
+            if self._vector is not None:
+                self._vector.set_rng_state(list(states))
+                return
             for i, state in enumerate(states):
                 if state is None:
                     continue
@@ -200,6 +219,9 @@ class EnvPool:
 
     def close(self) -> None:
         with self._lock:
+            if self._vector is not None:
+                self._vector.close()
+                self._vector = None
             for env in self._envs:
                 env.close()
             for worker in self._workers:

@@ -24,6 +24,9 @@ class EnvFamily:
     name: str
     schema: type[EnvConfig]
     build: Callable[..., MultiAgentEnv]  # called with the schema's own fields as keyword arguments
+    # Optional: `build_vector(n_envs, **fields)` -> one object stepping n envs in one call (softqmix.envs.pool,
+    # VectorEnv); an in-process pool then uses it instead of n separate envs.
+    build_vector: Callable[..., Any] | None = None
     # Checks that the family's optional package is installed; raises ConfigError with the install command.
     requirement: Callable[[], object] | None = None
 
@@ -61,3 +64,18 @@ def make_env(cfg: Mapping[str, Any] | DictConfig, **kwargs: Any) -> MultiAgentEn
 def env_factory(cfg: Mapping[str, Any] | DictConfig) -> Callable[[], MultiAgentEnv]:
     """A picklable zero-argument constructor (worker processes build their env with it)."""
     return partial(make_env, _plain(cfg))
+
+
+def make_vector_env(cfg: Mapping[str, Any] | DictConfig, n_envs: int) -> Any:
+    plain = _plain(cfg)
+    family = env_family(str(plain["family"]))
+    assert family.build_vector is not None
+    return family.build_vector(n_envs, **{k: v for k, v in plain.items() if k not in ENV_CONFIG_FIELDS})
+
+
+def vector_env_factory(cfg: Mapping[str, Any] | DictConfig) -> Callable[[int], Any] | None:
+    """`n_envs -> vector env` for families that batch their envs in one call (SMAX); None for the others."""
+    plain = _plain(cfg)
+    if env_family(str(plain["family"])).build_vector is None:
+        return None
+    return partial(make_vector_env, plain)

@@ -114,6 +114,10 @@ class CompiledSMAX:
     reset: Callable[..., tuple[Any, ...]]
     step: Callable[..., tuple[Any, ...]]
     split: Callable[[Any], tuple[Any, Any]]
+    # the same three over a leading axis of envs, each one jitted vmapped call (SMAXVectorEnv)
+    reset_many: Callable[..., tuple[Any, ...]]
+    step_many: Callable[..., tuple[Any, ...]]
+    split_many: Callable[[Any], tuple[Any, Any]]
 
 
 @functools.lru_cache(maxsize=8)
@@ -173,6 +177,9 @@ def compile_smax(settings: SMAXSettings) -> CompiledSMAX:
 
     def reset(key: Any) -> tuple[Any, ...]:
         obs, state = env.reset(key)
+        # SMAX's reset leaves a weakly typed leaf that its step returns strongly typed; without the cast the
+        # jitted step would compile twice (tens of seconds) for what is one signature.
+        state = jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, x.dtype), state)
         return (state, *arrays(state, obs))
 
     def step(key: Any, state: Any, actions: Any) -> tuple[Any, ...]:
@@ -180,13 +187,63 @@ def compile_smax(settings: SMAXSettings) -> CompiledSMAX:
         obs, state, rewards, dones, _ = env.step_env(key, state, {a: smax_actions[i] for i, a in enumerate(agents)})
         return (state, *arrays(state, obs), rewards[agents[0]], dones["__all__"])
 
+    split = lambda key: tuple(jax.random.split(key))  # noqa: E731
     return CompiledSMAX(
         n_agents=n_agents,
         n_enemies=n_enemies,
         reset=jax.jit(reset),
         step=jax.jit(step),
-        split=jax.jit(lambda key: tuple(jax.random.split(key))),
+        split=jax.jit(split),
+        reset_many=jax.jit(jax.vmap(reset)),
+        step_many=jax.jit(jax.vmap(step)),
+        split_many=jax.jit(jax.vmap(split)),
     )
+
+
+def _settings(
+    scenario: str,
+    unit_types: list[str],
+    unit_type_weights: list[float],
+    episode_limit: int,
+    enemy_shoots: bool,
+    attack_mode: str,
+    won_battle_bonus: float,
+    walls_cause_death: bool,
+    world_steps_per_env_step: int,
+) -> SMAXSettings:
+    return SMAXSettings(
+        scenario=scenario,
+        unit_types=tuple(unit_types),
+        unit_type_weights=tuple(float(w) for w in unit_type_weights),
+        max_steps=episode_limit,
+        enemy_shoots=enemy_shoots,
+        attack_mode=attack_mode,
+        won_battle_bonus=won_battle_bonus,
+        walls_cause_death=walls_cause_death,
+        world_steps_per_env_step=world_steps_per_env_step,
+    )
+
+
+def outcome(
+    done: bool, t: int, max_steps: int, alive: np.ndarray, n_agents: int, time_limit_is_termination: bool
+) -> tuple[bool, bool, dict[str, float]]:
+    """(terminated, truncated, info) of one SMAX step, read from which units survive.
+
+    SMAX checks its limit before counting the step, so its episodes last max_steps + 1 steps; episodes end
+    here at max_steps, the length the buffer and SMACv2 have.
+    """
+    allies_alive, enemies_alive = alive[:n_agents].any(), alive[n_agents:].any()
+    terminated = bool(done) or t >= max_steps
+    won = terminated and allies_alive and not enemies_alive
+    timed_out = terminated and allies_alive and enemies_alive  # only the step limit ends a battle undecided
+    truncated = timed_out and not time_limit_is_termination
+    info = {
+        "battle_won": float(won),
+        "timeout": float(timed_out),
+        "dead_allies": float((~alive[:n_agents]).sum()),
+        "dead_enemies": float((~alive[n_agents:]).sum()),
+    }
+    return terminated and not truncated, truncated, info
 
 
 class SMAXEnv:
@@ -208,16 +265,16 @@ class SMAXEnv:
         import jax
 
         self._game = compile_smax(
-            SMAXSettings(
-                scenario=scenario,
-                unit_types=tuple(unit_types),
-                unit_type_weights=tuple(float(w) for w in unit_type_weights),
-                max_steps=episode_limit,
-                enemy_shoots=enemy_shoots,
-                attack_mode=attack_mode,
-                won_battle_bonus=won_battle_bonus,
-                walls_cause_death=walls_cause_death,
-                world_steps_per_env_step=world_steps_per_env_step,
+            _settings(
+                scenario,
+                unit_types,
+                unit_type_weights,
+                episode_limit,
+                enemy_shoots,
+                attack_mode,
+                won_battle_bonus,
+                walls_cause_death,
+                world_steps_per_env_step,
             )
         )
         self.n_agents, self.n_enemies = self._game.n_agents, self._game.n_enemies
@@ -260,25 +317,15 @@ class SMAXEnv:
         self._key, key = self._game.split(self._key)
         self._state, obs, world_state, avail, alive, reward, done = self._game.step(key, self._state, flat)
         self._t += 1
-        alive = np.asarray(alive)
-        allies_alive, enemies_alive = alive[: self.n_agents].any(), alive[self.n_agents :].any()
-        # SMAX checks its limit before counting the step, so its episodes last max_steps + 1 steps;
-        # the adapter ends them at max_steps, the length the buffer and SMACv2 have.
-        terminated = bool(done) or self._t >= self.max_steps
-        won = terminated and allies_alive and not enemies_alive
-        timed_out = terminated and allies_alive and enemies_alive  # only the step limit ends a battle undecided
-        truncated = timed_out and not self.time_limit_is_termination
+        terminated, truncated, info = outcome(
+            bool(done), self._t, self.max_steps, np.asarray(alive), self.n_agents, self.time_limit_is_termination
+        )
         return StepResult(
             reward=float(reward),
-            terminated=terminated and not truncated,
+            terminated=terminated,
             truncated=truncated,
             next=self._observation(obs, world_state, avail),
-            info={
-                "battle_won": float(won),
-                "timeout": float(timed_out),
-                "dead_allies": float((~alive[: self.n_agents]).sum()),
-                "dead_enemies": float((~alive[self.n_agents :]).sum()),
-            },
+            info=info,
         )
 
     def get_rng_state(self) -> list[int]:
@@ -293,4 +340,82 @@ class SMAXEnv:
         self._state = None
 
 
-register_env_family(EnvFamily(name="smax", schema=SMAXEnvConfig, build=SMAXEnv, requirement=require_jaxmarl))
+class SMAXVectorEnv:
+    """`n_envs` SMAX battles of one scenario, reset and stepped as one jitted, vmapped jaxmarl call each.
+
+    Each battle keeps its own key, split exactly as SMAXEnv splits it, so battle i of a vector seeded with
+    s_i plays out as SMAXEnv seeded with s_i. Every battle is stepped at every call (shapes stay fixed, so
+    nothing recompiles); a finished battle's results are not used, and its agents then hold still.
+    """
+
+    def __init__(self, n_envs: int, time_limit_is_termination: bool = True, **settings: Any) -> None:
+        import jax
+
+        if n_envs < 1:
+            raise ValueError("batch_size_run must be >= 1")
+        self.n_envs = n_envs
+        self._single = SMAXEnv(time_limit_is_termination=time_limit_is_termination, **settings)
+        self._game = self._single._game
+        self.n_agents, self.n_enemies = self._single.n_agents, self._single.n_enemies
+        self.max_steps, self.time_limit_is_termination = self._single.max_steps, time_limit_is_termination
+        self._keys = jax.numpy.stack([jax.random.PRNGKey(i) for i in range(n_envs)])
+        self._state: Any = None
+        self._t = np.zeros(n_envs, dtype=np.int64)
+        self._avail = np.zeros((n_envs, self.n_agents, N_SMAC_MOVES + self.n_enemies), dtype=np.float32)
+
+    def info(self) -> EnvInfo:
+        return self._single.info()
+
+    def reset(self, seeds: list[int | None]) -> list[Observation]:
+        """Reset every battle; a seed restarts that battle's key, None continues its stream."""
+        import jax
+        import jax.numpy as jnp
+
+        if len(seeds) != self.n_envs:
+            raise ValueError(f"expected {self.n_envs} seeds, got {len(seeds)}")
+        keys = [jax.random.PRNGKey(seed) if seed is not None else self._keys[i] for i, seed in enumerate(seeds)]
+        self._keys, sub = self._game.split_many(jnp.stack(keys))
+        self._state, obs, world_state, avail, _ = self._game.reset_many(sub)
+        self._t[:] = 0
+        obs, world_state, self._avail = np.array(obs), np.array(world_state), np.array(avail)
+        return [Observation(obs[i], world_state[i], self._avail[i]) for i in range(self.n_envs)]
+
+    def step(self, indices: list[int], actions: np.ndarray) -> list[StepResult]:
+        """Step every battle; `actions[k]` is the joint action of battle indices[k], the others hold still
+        (the first legal action of each agent: stop for a living unit, no-op for a dead one)."""
+        full = self._avail.argmax(-1).astype(np.int32)
+        full[indices] = np.asarray(actions, dtype=np.int32).reshape(len(indices), self.n_agents)
+        if full.min() < 0 or full.max() >= N_SMAC_MOVES + self.n_enemies:
+            raise ValueError(f"SMAX expects actions in [0, {N_SMAC_MOVES + self.n_enemies}), got {full[indices]}")
+        self._keys, sub = self._game.split_many(self._keys)
+        self._state, obs, world_state, avail, alive, reward, done = self._game.step_many(sub, self._state, full)
+        self._t += 1
+        obs, world_state, self._avail = np.array(obs), np.array(world_state), np.array(avail)
+        alive, reward, done = np.asarray(alive), np.asarray(reward), np.asarray(done)
+        results = []
+        for i in indices:
+            terminated, truncated, info = outcome(
+                bool(done[i]), int(self._t[i]), self.max_steps, alive[i], self.n_agents, self.time_limit_is_termination
+            )
+            results.append(
+                StepResult(
+                    float(reward[i]), terminated, truncated, Observation(obs[i], world_state[i], self._avail[i]), info
+                )
+            )
+        return results
+
+    def get_rng_state(self) -> list[list[int]]:
+        return np.asarray(self._keys).tolist()
+
+    def set_rng_state(self, state: list[list[int]]) -> None:
+        import jax.numpy as jnp
+
+        self._keys = jnp.asarray(state, dtype=jnp.uint32)
+
+    def close(self) -> None:
+        self._state = None
+
+
+register_env_family(
+    EnvFamily(name="smax", schema=SMAXEnvConfig, build=SMAXEnv, build_vector=SMAXVectorEnv, requirement=require_jaxmarl)
+)

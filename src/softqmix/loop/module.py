@@ -49,6 +49,10 @@ class RunSchedule:
     log_interval: int = 1000
 
 
+def _as_floats(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items()}
+
+
 def greedy_action_counts(episodes: EpisodeBatch, n_actions: int) -> torch.Tensor:
     """How often each agent took each action in these episodes' real steps: [n_agents, n_actions]."""
     onehot = torch.nn.functional.one_hot(episodes.actions, n_actions).to(torch.float32)  # [E, T, n, A]
@@ -98,9 +102,12 @@ class TrainingLoop(L.LightningModule):
         self.train_collector: EpisodeCollector | CollectorProcess | None = None
         self.test_collector: EpisodeCollector | None = None
         self.rounds: SerialRounds | ThreadRounds | ProcessRounds | None = None
+        self._separate_actor: bool | None = None
+        self._acting_copy: Any = None
         self.buffer: EpisodeBuffer | None = None  # replay learners only; saved with checkpoint.save_buffer
         self._pending_train_stats: list[CollectStats] = []
-        self._pending_losses: list[dict[str, float]] = []
+        # kept as tensors on the learner's device until a log row needs them: no host sync per update
+        self._pending_losses: list[dict[str, Any]] = []
         # One entry per greedy evaluation: the logged means plus every episode's return and
         # outcome, which summary.json keeps for per-episode analyses (e.g. the marl-eval export).
         self.test_history: list[dict[str, Any]] = []
@@ -125,6 +132,7 @@ class TrainingLoop(L.LightningModule):
         test: EpisodeCollector | None = None,
         collection: Collection = Collection.serial,
         collection_seed: int = 0,
+        separate_actor: bool | None = None,
     ) -> None:
         """Give the loop its envs; kept out of __init__ so checkpoints load without envs.
 
@@ -132,8 +140,11 @@ class TrainingLoop(L.LightningModule):
         trains, by a copy of the acting nets with its own RNG (seeded with `collection_seed`); `test`
         must then be a separate collector. The process is forked here, before the replay buffer is
         allocated, so the child does not share (and later duplicate) its pages.
+        Serial collection acts with a CPU copy of the nets refreshed after every update when
+        `separate_actor` is true, or, when it is None, once the learner turns out to be on a GPU.
         """
         collection = Collection(collection)
+        self._separate_actor = separate_actor
         if collection is Collection.serial:
             self.rounds = SerialRounds(train, self.actor)
         else:
@@ -154,7 +165,9 @@ class TrainingLoop(L.LightningModule):
                 self.rounds = ThreadRounds(train, copy, sync)
         self.train_collector, self.test_collector = train, test or train
         if not self.spec.on_policy:
-            self.buffer = EpisodeBuffer(self.learner.cfg.buffer_size, self.env_info)
+            cfg = self.learner.cfg
+            float_dtype = getattr(torch, getattr(cfg.replay_float, "value", cfg.replay_float))
+            self.buffer = EpisodeBuffer(cfg.buffer_size, self.env_info, float_dtype)
 
     def close_envs(self) -> None:
         """Stop what `attach_envs` started (a collection process); the caller closes the collectors
@@ -163,9 +176,22 @@ class TrainingLoop(L.LightningModule):
             self.train_collector.close()
 
     # ------------------------------------------------------------------ data
+    @property
+    def acting_actor(self) -> Any:
+        """What collects and tests: the learner's actor, or its CPU copy (see attach_envs)."""
+        return self._acting_copy if self._acting_copy is not None else self.actor
+
     def train_dataloader(self) -> DataLoader:
+        """Called once the module is on its device, so a GPU learner can get its CPU acting copy here."""
         if self.rounds is None:
             raise RuntimeError("call attach_envs(...) before fitting")
+        separate = self._separate_actor
+        if separate is None:
+            separate = self.device.type != "cpu"
+        if separate and self.spec.overlapped_collection and type(self.rounds) is SerialRounds:
+            copy = self.actor.detached_copy(None)  # the global RNG: the same draws as the shared actor
+            self._acting_copy = copy
+            self.rounds = SerialRounds(self.rounds.collector, copy, lambda: copy.refresh_from(self.actor))
         return DataLoader(BatchStream(self), batch_size=None, num_workers=0)
 
     def _keep_going(self, t_env: int) -> bool:
@@ -255,7 +281,7 @@ class TrainingLoop(L.LightningModule):
 
     def record_update(self, losses: dict[str, torch.Tensor]) -> None:
         """Keep one update's losses for the next log row, and log when log_interval has passed."""
-        self._pending_losses.append({k: float(v.detach()) for k, v in losses.items()})
+        self._pending_losses.append({k: v.detach() for k, v in losses.items()})
         if self.progress.t_env - self.progress.last_log_t >= self.schedule.log_interval:
             self.flush_train_metrics()
 
@@ -280,7 +306,8 @@ class TrainingLoop(L.LightningModule):
             row["train/battle_won_mean"] = float(np.mean([x for s in stats for x in s.battle_won]))
         if losses:
             for key in losses[-1]:
-                row[key] = float(np.mean([d[key] for d in losses if key in d]))
+                values = [torch.as_tensor(d[key], dtype=torch.float32, device=self.device) for d in losses if key in d]
+                row[key] = float(torch.stack(values).mean())  # one host sync per logged key
         self.log_env_metrics(row)
         stats.clear()
         losses.clear()
@@ -298,7 +325,7 @@ class TrainingLoop(L.LightningModule):
         returns, won = [], []
         counts = torch.zeros(self.env_info.n_agents, self.env_info.n_actions)
         for _ in range(rounds):
-            episodes, stats = self.test_collector.collect(actor or self.actor, explore=False)
+            episodes, stats = self.test_collector.collect(actor or self.acting_actor, explore=False)
             returns += stats.returns
             won += stats.battle_won
             counts += greedy_action_counts(episodes, self.env_info.n_actions)
@@ -341,7 +368,7 @@ class TrainingLoop(L.LightningModule):
         checkpoint["test_history"] = list(self.test_history)
         checkpoint["pending"] = {
             "stats": [asdict(stats) for stats in self._pending_train_stats],
-            "losses": list(self._pending_losses),
+            "losses": [_as_floats(losses) for losses in self._pending_losses],
         }
         checkpoint["rng"] = checkpointing.capture_rng_state()
         if self.train_collector is not None:

@@ -39,10 +39,13 @@ def collect_round(collector: EpisodeCollector, actor: Actor) -> Round:
 
 
 class SerialRounds:
-    """Collect in the learner's thread with the learner's own actor, in turn with the updates."""
+    """Collect in the learner's thread, in turn with the updates, with the learner's own actor or with a CPU
+    copy of it that `sync` refreshes after every update (a learner on a GPU: acting then needs no device
+    round trip per env step, and acts with exactly the weights it would have shared)."""
 
-    def __init__(self, collector: EpisodeCollector, actor: Actor) -> None:
+    def __init__(self, collector: EpisodeCollector, actor: Actor, sync: Callable[[], None] | None = None) -> None:
         self.collector, self.actor = collector, actor
+        self.sync = sync or (lambda: None)
 
     def collect_one(self) -> Round:
         return collect_round(self.collector, self.actor)
@@ -54,15 +57,11 @@ class SerialRounds:
             yield item
 
     def after_update(self) -> None:
-        """Nothing to refresh: the actor is the learner's."""
+        self.sync()
 
 
 class ThreadRounds(SerialRounds):
     """The next round in a background thread, with `actor` (a copy refreshed by `sync` after each update)."""
-
-    def __init__(self, collector: EpisodeCollector, actor: Actor, sync: Callable[[], None]) -> None:
-        super().__init__(collector, actor)
-        self.sync = sync
 
     def rounds(self, t_env: int, keep_going: KeepGoing) -> Iterator[Round]:
         ready: queue.Queue[Round | None] = queue.Queue(maxsize=1)
@@ -106,10 +105,6 @@ class ThreadRounds(SerialRounds):
             thread.join()
         if errors:
             raise errors[0]
-
-    def after_update(self) -> None:
-        """The update on the last batch is done: the thread acts with it from now on."""
-        self.sync()
 
 
 class ProcessRounds:
