@@ -116,3 +116,23 @@ def test_broadcast_qmix_mixer_equals_the_batched_matmul_form() -> None:
     hidden = F.elu(torch.bmm(q, w1) + mixer.b1(s).unsqueeze(1))
     expected = (torch.bmm(hidden, w2).squeeze(-1) + mixer.v(s)).view(3, 5)
     torch.testing.assert_close(mixer(utilities, state), expected)
+
+
+def test_compiled_g_equals_the_eager_one() -> None:
+    """trainer.compile=true routes g's no-autograd path through torch.compile; same values, and a new number of
+    steps does not need a new signature (dynamic shapes)."""
+    torch.manual_seed(0)
+    learner = build_learner(FORMS["release"], INFO, obs_last_action=True)
+    b = batch()
+    torch.manual_seed(1)
+    eager = learner.compute_losses(b)
+    learner.compile_hot_paths()
+    torch.manual_seed(1)
+    compiled = learner.compute_losses(b)
+    for key, value in eager.items():
+        torch.testing.assert_close(compiled[key], value, rtol=1e-5, atol=1e-5, msg=key)
+    shorter = batch(seed=1)
+    shorter = EpisodeBatch(
+        **{k: v[:, : (4 if k in ("obs", "state", "avail") else 3)] for k, v in vars(shorter).items()}
+    )
+    assert torch.isfinite(learner.compute_losses(shorter)["loss/td"])

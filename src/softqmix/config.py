@@ -73,6 +73,7 @@ class TrainerConfig:
     torch_threads: int = 1  # one intra-op thread per process: see docs/architecture.md, "Collection and threads"
     # act (collect, test) with a CPU copy of the nets refreshed after each update; null: when the learner is on a GPU
     separate_actor: bool | None = None
+    compile: bool = False  # torch.compile the update's hot spots where it pays (docs/results.md: speed)
     enable_progress_bar: bool = True  # env steps, episodes/s and the latest test return
     deterministic: bool = False
 

@@ -138,6 +138,8 @@ def _fit(
         log_interval=cfg.log_interval,
     )
     module = TrainingLoop(cfg.algo, info, cfg.env.obs_last_action, schedule)
+    if cfg.trainer.compile:
+        module.learner.compile_hot_paths()
     module.attach_envs(
         collector,
         test_collector,

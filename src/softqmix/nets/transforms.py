@@ -32,6 +32,22 @@ class IdentityTransform(nn.Module):
         return values
 
 
+def _g_in_place(values: torch.Tensor, weights: tuple[torch.Tensor, ...], residual: bool) -> torch.Tensor:
+    """g without autograd: the [..., A, d] intermediate is built once and transformed in place (on every
+    action of a SMAX batch a third of the time of the out-of-place expression)."""
+    w1, b1, w2, b2 = weights
+    hidden = torch.addcmul(b1, values.unsqueeze(-1), w1)
+    F.elu(hidden, inplace=True)
+    out = hidden.mul_(w2).sum(-1).add_(b2)
+    return out.add_(values) if residual else out
+
+
+def _g_plain(values: torch.Tensor, weights: tuple[torch.Tensor, ...], residual: bool) -> torch.Tensor:
+    w1, b1, w2, b2 = weights
+    out = (F.elu(values.unsqueeze(-1) * w1 + b1) * w2).sum(-1) + b2
+    return out + values if residual else out
+
+
 class MonotoneG(nn.Module):
     """g_i(x; s) = [x +] sum_k |W2_ik(s)| ELU(|W1_ik(s)| x + B1_ik(s)) + B2_i(s).
 
@@ -50,6 +66,12 @@ class MonotoneG(nn.Module):
         self.b1 = nn.Linear(state_dim, n_agents * hidden)
         self.w2 = hyper_mlp(state_dim, hypernet_embed, n_agents * hidden)
         self.b2 = hyper_mlp(state_dim, hypernet_embed, n_agents)
+        self.no_grad_apply = _g_in_place
+
+    def compile_no_grad_path(self) -> None:
+        """trainer.compile: the no-autograd g through torch.compile (one fused loop; a few seconds to compile
+        once per process, shapes dynamic; benchmarks/compile_probe.py)."""
+        self.no_grad_apply = torch.compile(_g_plain, dynamic=True)
 
     def weights(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(W1, B1, W2) [..., n, 1, d] and B2 [..., n, 1] for each state."""
@@ -63,17 +85,9 @@ class MonotoneG(nn.Module):
     def apply(
         self, values: torch.Tensor, weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
-        w1, b1, w2, b2 = weights
         if not torch.is_grad_enabled():
-            # Without autograd the [..., A, d] intermediate can be built once and transformed in place: on
-            # every action of a SMAX batch that is a third of the time of the out-of-place expression.
-            hidden = torch.addcmul(b1, values.unsqueeze(-1), w1)
-            F.elu(hidden, inplace=True)
-            out = hidden.mul_(w2).sum(-1).add_(b2)
-            return out.add_(values) if self.residual else out
-        hidden = F.elu(values.unsqueeze(-1) * w1 + b1)
-        out = (hidden * w2).sum(-1) + b2
-        return out + values if self.residual else out
+            return self.no_grad_apply(values, weights, self.residual)
+        return _g_plain(values, weights, self.residual)
 
     def forward(self, values: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         return self.apply(values, self.weights(state))
