@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from softqmix.envs.base import EnvInfo, Observation, StepResult
 
@@ -24,6 +28,24 @@ MPE_SIMPLE = {
     "time_limit_is_termination": False,
     "obs_last_action": False,
 }
+
+
+def _train_one(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    from softqmix.train import train
+
+    return train(cfg, run_dir)
+
+
+def train_runs_in_parallel(runs: list[tuple[DictConfig, Path]]) -> list[dict[str, Any]]:
+    """Each (config, run dir) trained in its own spawned process, as many at once as there are cores.
+
+    Multi-seed learning checks are most of CI's time; one run uses one torch thread, so on a 2-core machine two
+    seeds at once take the time of one. Spawned (not forked) processes, because JAX threads may already exist.
+    Results come back in the order of `runs`.
+    """
+    workers = max(1, min(len(runs), os.cpu_count() or 1))
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        return pool.starmap(_train_one, runs)
 
 
 class SeededRandomActor:
