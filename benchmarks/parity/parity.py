@@ -1,15 +1,17 @@
 """Side-by-side learning and speed: EPyMARL's QMIX against this platform's QMIX and Soft-QMIX on Spread.
 
-EPyMARL is not part of this repository and this script does not install it: point it at an EPyMARL
-checkout and the Python that runs it (`--epymarl-dir`, `--epymarl-python`). Both sides run mpe2's
+EPyMARL is not part of this repository: `setup_epymarl.sh DEST` (next to this file) puts its source at a
+pinned commit and a venv that runs it under DEST; point this script at them (`--epymarl-dir DEST/epymarl`,
+`--epymarl-python DEST/venv/bin/python`). Both sides run mpe2's
 simple_spread_v3 with mpe2's own team reward (the sum of the agents' rewards, local_ratio 0.5), 3 agents,
 25 steps with the limit treated as termination, one env, and EPyMARL's QMIX settings on our side
 (MATCHED below). EPyMARL's PettingZoo wrapper replaces the reward of step 25 by 0 when mpe2 ends the
 episode; `env_args.max_cycles=26` lets gymnasium's TimeLimit end it at 25 instead, so that both sides
 learn from, and report, the same 25 rewards.
 
+  bash benchmarks/parity/setup_epymarl.sh W/epymarl-install
   python benchmarks/parity/parity.py run --which epymarl --seeds 0 1 2 --t-max 1000000 --work-dir W \
-      --epymarl-dir <checkout> --epymarl-python <its python>
+      --epymarl-dir W/epymarl-install/epymarl --epymarl-python W/epymarl-install/venv/bin/python
   python benchmarks/parity/parity.py run --which qmix soft_qmix --seeds 0 1 2 --t-max 1000000 --work-dir W
   python benchmarks/parity/parity.py speed --steps 20000 --work-dir W --epymarl-dir ... --epymarl-python ...
   python benchmarks/parity/parity.py report --work-dir W --out benchmarks/results/parity
