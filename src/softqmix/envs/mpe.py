@@ -37,7 +37,9 @@ class MPEEnvConfig(EnvConfig):
     episode_limit: int = 25
     reward: str = "paper"  # paper | mpe2
     local_ratio: float = 0.5  # mpe2's mix of global and collision reward (reward=mpe2 only)
-    time_limit_is_termination: bool = False  # True reproduces the paper's code (no bootstrap at step 25)
+    # True, as in the paper's code: no bootstrap at step 25. Bootstrapping the limit (false) makes the targets an
+    # infinite-horizon return of a reward unbounded below; QMIX's values then diverge on Spread past ~250k steps.
+    time_limit_is_termination: bool = True
     obs_last_action: bool = False
 
 
@@ -52,7 +54,7 @@ class MPESpreadEnv:
         episode_limit: int = 25,
         reward: str = "paper",
         local_ratio: float = 0.5,
-        time_limit_is_termination: bool = False,
+        time_limit_is_termination: bool = True,
         render_mode: str | None = None,
     ) -> None:
         try:
