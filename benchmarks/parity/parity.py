@@ -56,6 +56,18 @@ MATCHED = [
     "algo.target_update_unit=updates",  # target_update_interval_or_tau: 200 counts updates
     "algo.td_loss=mse",  # mean(td^2), no factor 1/2
 ]
+# The env of MATCHED, as the env registry takes it (for the uniform-policy reference).
+UNIFORM_ENV = {
+    "family": "mpe",
+    "name": "spread_simple",
+    "n_agents": 3,
+    "scale": 1.0,
+    "landmark_scale": 1.0,
+    "episode_limit": 25,
+    "reward": "mpe2",
+    "local_ratio": 0.5,
+    "time_limit_is_termination": True,
+}
 OUR_ALGOS = {"qmix": ["algo=qmix"], "soft_qmix": ["algo=soft_qmix", "algo.policy_lr=0.0005"]}
 LABELS = {"epymarl": "EPyMARL QMIX", "qmix": "QMIX (ours)", "soft_qmix": "Soft-QMIX (ours)"}
 
@@ -178,6 +190,27 @@ def _binned(steps: list[int], values: list[float], interval: int) -> dict[int, f
     return {round(s / interval) * interval: float(v) for s, v in zip(steps, values, strict=True)}
 
 
+def uniform_policy_return(episodes: int, seed: int) -> float:
+    """Mean return of uniformly random actions on the matched env (mpe2 reward, landmarks U(-1, 1), 25 steps):
+    the floor the learners' greedy test returns are read against."""
+    from softqmix.envs.registry import env_factory
+
+    env = env_factory(UNIFORM_ENV)()
+    rng = np.random.default_rng(seed)
+    returns = []
+    for episode in range(episodes):
+        env.reset(seed=seed + episode)
+        total, done = 0.0, False
+        while not done:
+            n_agents, n_actions = UNIFORM_ENV["n_agents"], env.info().n_actions
+            result = env.step(rng.integers(0, n_actions, size=n_agents))
+            total += result.reward
+            done = result.terminated or result.truncated
+        returns.append(total)
+    env.close()
+    return float(np.mean(returns))
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from softqmix.results.stats import aggregate_seeds, mean_curve_with_ci
 
@@ -225,6 +258,10 @@ def cmd_report(args: argparse.Namespace) -> None:
             speed_lines.append(
                 f"| {LABELS[r['method']]} | {r['t_max']} | {r['wall'] * per:.1f} | {r['cpu'] * per:.1f} |"
             )
+    uniform = uniform_policy_return(args.uniform_episodes, seed=0)
+    report["uniform_policy_return"] = {"episodes": args.uniform_episodes, "mean": uniform}
+    ax.axhline(uniform, color="grey", linestyle="--", linewidth=1, label=f"uniform policy ({uniform:.1f})")
+    lines.append(f"| uniform policy ({args.uniform_episodes} episodes) | – | " + f"{uniform:.1f} | " * 3)
     ax.set_xlabel("env steps")
     ax.set_ylabel("greedy test return (mpe2 reward, 25 steps)")
     ax.set_title("Spread (simple_spread_v3), mean over seeds, 95% bootstrap CI")
@@ -255,6 +292,7 @@ def main() -> None:
     sub.choices["run"].add_argument("--t-max", type=int, default=1_000_000)
     sub.choices["speed"].add_argument("--steps", type=int, default=20_000)
     sub.choices["report"].add_argument("--out", default="benchmarks/results/parity")
+    sub.choices["report"].add_argument("--uniform-episodes", type=int, default=256)
     sub.choices["report"].add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     args = parser.parse_args()
     for folder in ("records", "logs", "ours"):
