@@ -247,6 +247,16 @@ def cmd_report(args: argparse.Namespace) -> None:
         (line,) = ax.plot(common, mean, label=f"{LABELS[method]} ({len(runs)})", linewidth=1.3)
         ax.fill_between(common, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     speed_lines = ["| method | env steps | wall s per 10k env steps | CPU s per 10k env steps |", "|---|---|---|---|"]
+    for method in ("epymarl", "qmix", "soft_qmix"):  # the learning runs too, though they may have shared cores
+        runs = [r for r in records if r["method"] == method and r["kind"] == "learn"]
+        if runs:
+            wall = float(np.mean([r["wall"] * 1e4 / r["t_max"] for r in runs]))
+            cpu = float(np.mean([r["cpu"] * 1e4 / r["t_max"] for r in runs]))
+            report["speed"][f"{method}_learning_runs"] = {"runs": len(runs), "wall_per_10k": wall, "cpu_per_10k": cpu}
+            steps = "+".join(sorted({str(r["t_max"]) for r in runs}))
+            speed_lines.append(
+                f"| {LABELS[method]}, learning runs (mean of {len(runs)}) | {steps} | {wall:.1f} | {cpu:.1f} |"
+            )
     for r in records:
         if r["kind"] == "speed":
             per = 1e4 / r["t_max"]
@@ -258,10 +268,31 @@ def cmd_report(args: argparse.Namespace) -> None:
             speed_lines.append(
                 f"| {LABELS[r['method']]} | {r['t_max']} | {r['wall'] * per:.1f} | {r['cpu'] * per:.1f} |"
             )
+    verdict = ["", "Our mean test return against the range of EPyMARL's seeds (min to max) at each checkpoint:", ""]
+    reference = report["methods"].get("epymarl")
+    for method in ("qmix", "soft_qmix"):
+        ours = report["methods"].get(method)
+        if not (ours and reference):
+            continue
+        for checkpoint in CHECKPOINTS:
+            if str(checkpoint) not in ours or str(checkpoint) not in reference:
+                continue
+            theirs = np.array(reference["returns"])[:, reference["steps"].index(checkpoint)]
+            mean = ours[str(checkpoint)]["mean"]
+            place = "above" if mean > theirs.max() else "within" if mean >= theirs.min() else "below"
+            ours[f"{checkpoint}_against_epymarl"] = place
+            verdict.append(
+                f"- {LABELS[method]} at {checkpoint // 1000}k: {mean:.1f}, EPyMARL seeds "
+                f"{theirs.min():.1f} to {theirs.max():.1f}: {place}"
+            )
+    lines.extend(verdict)
     uniform = uniform_policy_return(args.uniform_episodes, seed=0)
     report["uniform_policy_return"] = {"episodes": args.uniform_episodes, "mean": uniform}
     ax.axhline(uniform, color="grey", linestyle="--", linewidth=1, label=f"uniform policy ({uniform:.1f})")
-    lines.append(f"| uniform policy ({args.uniform_episodes} episodes) | – | " + f"{uniform:.1f} | " * 3)
+    lines.insert(
+        len(lines) - len(verdict),
+        f"| uniform policy ({args.uniform_episodes} episodes) | – |" + f" {uniform:.1f} |" * len(CHECKPOINTS),
+    )
     ax.set_xlabel("env steps")
     ax.set_ylabel("greedy test return (mpe2 reward, 25 steps)")
     ax.set_title("Spread (simple_spread_v3), mean over seeds, 95% bootstrap CI")
