@@ -56,18 +56,6 @@ MATCHED = [
     "algo.target_update_unit=updates",  # target_update_interval_or_tau: 200 counts updates
     "algo.td_loss=mse",  # mean(td^2), no factor 1/2
 ]
-# The env of MATCHED, as the env registry takes it (for the uniform-policy reference).
-UNIFORM_ENV = {
-    "family": "mpe",
-    "name": "spread_simple",
-    "n_agents": 3,
-    "scale": 1.0,
-    "landmark_scale": 1.0,
-    "episode_limit": 25,
-    "reward": "mpe2",
-    "local_ratio": 0.5,
-    "time_limit_is_termination": True,
-}
 OUR_ALGOS = {"qmix": ["algo=qmix"], "soft_qmix": ["algo=soft_qmix", "algo.policy_lr=0.0005"]}
 LABELS = {"epymarl": "EPyMARL QMIX", "qmix": "QMIX (ours)", "soft_qmix": "Soft-QMIX (ours)"}
 
@@ -191,18 +179,25 @@ def _binned(steps: list[int], values: list[float], interval: int) -> dict[int, f
 
 
 def uniform_policy_return(episodes: int, seed: int) -> float:
-    """Mean return of uniformly random actions on the matched env (mpe2 reward, landmarks U(-1, 1), 25 steps):
+    """Mean return of uniformly random actions on MATCHED's env (composed from the same overrides as our runs):
     the floor the learners' greedy test returns are read against."""
-    from softqmix.envs.registry import env_factory
+    from hydra import compose, initialize_config_dir
 
-    env = env_factory(UNIFORM_ENV)()
+    from softqmix import CONF_DIR
+    from softqmix.config import register_configs
+    from softqmix.envs.registry import make_env
+
+    register_configs()  # the schemas the YAML files build on
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        env_cfg = compose(config_name="train", overrides=[*OUR_ALGOS["qmix"], *MATCHED]).env
+    env = make_env(env_cfg)
+    n_agents, n_actions = env.info().n_agents, env.info().n_actions
     rng = np.random.default_rng(seed)
     returns = []
     for episode in range(episodes):
         env.reset(seed=seed + episode)
         total, done = 0.0, False
         while not done:
-            n_agents, n_actions = UNIFORM_ENV["n_agents"], env.info().n_actions
             result = env.step(rng.integers(0, n_actions, size=n_agents))
             total += result.reward
             done = result.terminated or result.truncated
@@ -226,6 +221,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    per_seed: list[str] = []
     for method in ("epymarl", "qmix", "soft_qmix"):
         runs = [r for r in records if r["method"] == method and r["kind"] == "learn"]
         if not runs:
@@ -241,6 +237,15 @@ def cmd_report(args: argparse.Namespace) -> None:
             agg = aggregate_seeds(values[:, common.index(checkpoint)], reps=args.reps, confidence=0.95, seed=0)
             entry[str(checkpoint)] = agg.__dict__
             cells.append(f"{agg.mean:.1f} ± {agg.std:.1f} (IQM {agg.iqm:.1f} [{agg.iqm_low:.1f}, {agg.iqm_high:.1f}])")
+        late = np.array(common) >= CHECKPOINTS[0]
+        entry["per_seed_mean_of_last_10_tests"] = values[:, -10:].mean(axis=1).tolist()
+        entry["per_seed_lowest_test_from_100k"] = values[:, late].min(axis=1).tolist()
+        per_seed.append(
+            f"- {LABELS[method]}: mean of the last 10 tests per seed "
+            + ", ".join(f"{v:.1f}" for v in entry["per_seed_mean_of_last_10_tests"])
+            + f"; lowest test from {CHECKPOINTS[0] // 1000}k on "
+            + ", ".join(f"{v:.1f}" for v in entry["per_seed_lowest_test_from_100k"])
+        )
         report["methods"][method] = entry
         lines.append(f"| {LABELS[method]} | {len(runs)} | " + " | ".join(cells) + " |")
         mean, low, high = mean_curve_with_ci(values, reps=args.reps, confidence=0.95, seed=0)
@@ -285,12 +290,14 @@ def cmd_report(args: argparse.Namespace) -> None:
                 f"- {LABELS[method]} at {checkpoint // 1000}k: {mean:.1f}, EPyMARL seeds "
                 f"{theirs.min():.1f} to {theirs.max():.1f}: {place}"
             )
+    table_end = len(lines)
     lines.extend(verdict)
+    lines.extend(["", "Per seed (seeds in record order):", "", *per_seed])
     uniform = uniform_policy_return(args.uniform_episodes, seed=0)
     report["uniform_policy_return"] = {"episodes": args.uniform_episodes, "mean": uniform}
     ax.axhline(uniform, color="grey", linestyle="--", linewidth=1, label=f"uniform policy ({uniform:.1f})")
     lines.insert(
-        len(lines) - len(verdict),
+        table_end,
         f"| uniform policy ({args.uniform_episodes} episodes) | – |" + f" {uniform:.1f} |" * len(CHECKPOINTS),
     )
     ax.set_xlabel("env steps")
