@@ -26,10 +26,11 @@ def smax_env(compose_train, scenario: str, *overrides: str):
 @pytest.mark.parametrize(
     ("scenario", "sizes", "race_types"),
     [
-        # obs = 13 features x (allies - 1 + enemies) + 10 own; state = 12 x all units (jaxmarl's formulas)
-        ("protoss_5v5", (5, 11, 127, 120), {"stalker", "zealot"}),
-        ("terran_10v10", (10, 16, 257, 240), {"marine", "marauder"}),
-        ("zerg_5v5", (5, 11, 127, 120), {"zergling", "hydralisk"}),
+        # obs = 13 features x (allies - 1 + enemies) + 10 own (jaxmarl's formula); normalised state = 10 features
+        # + 1 team bit per unit (jaxmarl's raw one also has each unit's type id: 12 per unit)
+        ("protoss_5v5", (5, 11, 127, 110), {"stalker", "zealot"}),
+        ("terran_10v10", (10, 16, 257, 220), {"marine", "marauder"}),
+        ("zerg_5v5", (5, 11, 127, 110), {"zergling", "hydralisk"}),
     ],
 )
 def test_sizes_and_race_unit_mixes(compose_train, scenario: str, sizes: tuple, race_types: set) -> None:
@@ -106,6 +107,58 @@ def test_a_battle_nobody_fights_times_out_at_200(compose_train) -> None:
     env = smax_env(compose_train, "zerg_5v5", "env.enemy_shoots=false", "env.time_limit_is_termination=false")
     _, last = play(env, stay)
     assert last.truncated and not last.terminated
+
+
+def random_legal(rng: np.random.Generator):
+    return lambda env, avail: np.array([rng.choice(np.flatnonzero(row)) for row in avail])
+
+
+def test_the_mixer_state_is_on_smacv2s_scale(compose_train) -> None:
+    """Positions, cooldowns and health within [-1, 1], dead units all zero, and the same battle as the raw
+    state: jaxmarl's raw world state holds positions in map units and cooldowns that run far below zero."""
+    env = smax_env(compose_train, "protoss_5v5")
+    raw = smax_env(compose_train, "protoss_5v5", "env.state_features=raw")
+    assert raw.info().state_dim == 120
+    largest, raw_largest = 0.0, 0.0
+    for seed in range(3):
+        policy = random_legal(np.random.default_rng(seed))
+        current, current_raw = env.reset(seed), raw.reset(seed)
+        for _ in range(200):
+            actions = policy(env, current.avail)
+            result, result_raw = env.step(actions), raw.step(actions)
+            current, current_raw = result.next, result_raw.next
+            units = current.state[:100].reshape(10, 10)
+            alive = np.asarray(env._state.state.unit_alive)
+            assert np.array_equal(units[~alive], np.zeros_like(units[~alive]))
+            raw_units = current_raw.state[:100].reshape(10, 10)  # health, x, y, cooldown, 6 type bits
+            assert np.allclose(units[:, 0], raw_units[:, 0])
+            assert np.allclose(units[alive, 1:3], (raw_units[alive, 1:3] - 16.0) / 16.0, atol=1e-6)  # 32 x 32 map
+            assert np.array_equal(units[:, 4:], raw_units[:, 4:])
+            assert np.array_equal(current.obs, current_raw.obs) and result.reward == result_raw.reward
+            largest = max(largest, float(np.abs(current.state).max()))
+            raw_largest = max(raw_largest, float(np.abs(current_raw.state).max()))
+            if result.terminated or result.truncated:
+                break
+    assert largest <= 1.0
+    assert raw_largest > 10.0
+
+
+def test_rewards_are_on_smacv2s_scale(compose_train) -> None:
+    """A battle's return is 10x SMAX's own (a won battle is worth 20, SMACv2's normalised maximum)."""
+    scaled = smax_env(compose_train, "protoss_5v5", "env.enemy_shoots=false")
+    plain = smax_env(compose_train, "protoss_5v5", "env.enemy_shoots=false", "env.reward_scale=1")
+    returns = []
+    for env in (scaled, plain):
+        current, total = env.reset(0), 0.0
+        while True:
+            result = env.step(charge(env, current.avail))
+            current, total = result.next, total + result.reward
+            if result.terminated or result.truncated:
+                break
+        assert result.info["battle_won"] == 1.0
+        returns.append(total)
+    assert returns[1] == pytest.approx(2.0, abs=1e-4)  # all enemy health removed (1) plus the win bonus (1)
+    assert returns[0] == pytest.approx(20.0, abs=1e-3)
 
 
 def test_living_agents_can_always_stop_and_never_no_op(compose_train) -> None:

@@ -12,6 +12,16 @@ that make each scenario a stand-in for its SMACv2 namesake:
   SMAX's own layout is 0 north, 1 east, 2 south, 3 west, 4 stop, 5 + j attack, and its dead
   units may only stop.
 `battle_won` is read from which units survive: every enemy dead and at least one ally alive.
+
+Two more bring SMAX's numbers to SMACv2's scale, where the value learners' settings were tuned:
+- the reward is multiplied by `reward_scale` (10: SMAX's damage reward sums to 1 and its win bonus is 1,
+  so a won battle is worth 20, SMACv2's normalised maximum); logged returns are on this scale;
+- `state_features=normalised` (default) gives the mixer SMACv2-style state features: positions relative
+  to the map centre divided by half the map size, weapon cooldowns divided by the unit type's cooldown
+  and clipped to [0, 1] as SMAX's observations have them, and no raw unit-type ids (the one-hot bits
+  stay). SMAX's raw world state carries positions in map units (0..32), type ids up to 5 and cooldowns
+  that run unbounded below zero, which make a hypernetwork mixer start with |Q_tot| in the tens on
+  returns below 1 (docs/results.md §10). `raw` keeps jaxmarl's vector.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -36,6 +47,11 @@ SMAC_TO_SMAX_MOVES = (SMAX_STOP, SMAX_STOP, 0, 2, 1, 3)
 SMAX_MOVE_OF_OURS = {2: 0, 3: 2, 4: 1, 5: 3}  # where each of our moves sits in SMAX's mask
 
 
+class StateFeatures(str, Enum):
+    normalised = "normalised"  # SMACv2-style: centred, scaled positions and cooldowns; no raw type ids
+    raw = "raw"  # jaxmarl's world state as it is
+
+
 @dataclass
 class SMAXEnvConfig(EnvConfig):
     """jaxmarl's SMAX with SMACv2-style scenarios; runs without StarCraft II (docs/smacv2.md, "SMAX")."""
@@ -49,6 +65,8 @@ class SMAXEnvConfig(EnvConfig):
     enemy_shoots: bool = True  # jaxmarl's heuristic enemy
     attack_mode: str = "closest"  # closest | random
     won_battle_bonus: float = 1.0  # SMAX's win reward (its damage reward sums to 1 over a full kill)
+    reward_scale: float = 10.0  # every reward times this: 20 for a won battle, SMACv2's normalised scale
+    state_features: StateFeatures = StateFeatures.normalised
     walls_cause_death: bool = True
     world_steps_per_env_step: int = 8  # SMAX's counterpart of step_mul
     obs_last_action: bool = True
@@ -103,6 +121,8 @@ class SMAXSettings:
     won_battle_bonus: float
     walls_cause_death: bool
     world_steps_per_env_step: int
+    reward_scale: float = 10.0
+    state_features: str = StateFeatures.normalised.value
 
 
 @dataclass(frozen=True)
@@ -163,6 +183,26 @@ def compile_smax(settings: SMAXSettings) -> CompiledSMAX:
     agents = list(env.agents)
     to_smax = jnp.asarray([*SMAC_TO_SMAX_MOVES, *range(5, 5 + n_enemies)], dtype=jnp.int32)
 
+    n_units = smax.num_agents
+    n_unit_features = len(smax.own_features)  # health, x, y, weapon cooldown, one bit per unit type
+    half_size = jnp.asarray([smax.map_width / 2, smax.map_height / 2], dtype=jnp.float32)
+    normalise = StateFeatures(settings.state_features) is StateFeatures.normalised
+
+    def world_state(state: Any, raw: Any) -> Any:
+        """The mixer's state: jaxmarl's vector, or its SMACv2-style normalised form (module docstring)."""
+        if not normalise:
+            return raw
+        inner = state.state
+        units = raw[: n_units * n_unit_features].reshape(n_units, n_unit_features)
+        alive = inner.unit_alive[:, None].astype(jnp.float32)
+        positions = (units[:, 1:3] - half_size) / half_size
+        # SMAX's world state keeps counting a unit's cooldown down while it does not fire (to -10 and below in
+        # one battle); its observations clip the same ratio to [0, 1], and so does this
+        cooldown = jnp.clip(units[:, 3:4] / smax.unit_type_weapon_cooldowns[inner.unit_types][:, None], 0.0, 1.0)
+        units = jnp.concatenate([units[:, :1], positions, cooldown, units[:, 4:]], axis=-1) * alive
+        teams = raw[n_units * n_unit_features : n_units * (n_unit_features + 1)]
+        return jnp.concatenate([units.reshape(-1), teams])
+
     def arrays(state: Any, obs: dict[str, Any]) -> tuple[Any, ...]:
         smax_avail = env.get_avail_actions(state)
         smax_avail = jnp.stack([smax_avail[a] for a in agents]).astype(jnp.float32)
@@ -173,7 +213,7 @@ def compile_smax(settings: SMAXSettings) -> CompiledSMAX:
         for mine, theirs in SMAX_MOVE_OF_OURS.items():
             ours = ours.at[:, mine].set(smax_avail[:, theirs])
         ours = ours.at[:, N_SMAC_MOVES:].set(smax_avail[:, 5:])
-        return jnp.stack([obs[a] for a in agents]), obs["world_state"], ours, alive
+        return jnp.stack([obs[a] for a in agents]), world_state(state, obs["world_state"]), ours, alive
 
     def reset(key: Any) -> tuple[Any, ...]:
         obs, state = env.reset(key)
@@ -185,7 +225,7 @@ def compile_smax(settings: SMAXSettings) -> CompiledSMAX:
     def step(key: Any, state: Any, actions: Any) -> tuple[Any, ...]:
         smax_actions = to_smax[actions]
         obs, state, rewards, dones, _ = env.step_env(key, state, {a: smax_actions[i] for i, a in enumerate(agents)})
-        return (state, *arrays(state, obs), rewards[agents[0]], dones["__all__"])
+        return (state, *arrays(state, obs), settings.reward_scale * rewards[agents[0]], dones["__all__"])
 
     split = lambda key: tuple(jax.random.split(key))  # noqa: E731
     return CompiledSMAX(
@@ -210,6 +250,8 @@ def _settings(
     won_battle_bonus: float,
     walls_cause_death: bool,
     world_steps_per_env_step: int,
+    reward_scale: float,
+    state_features: StateFeatures | str,
 ) -> SMAXSettings:
     return SMAXSettings(
         scenario=scenario,
@@ -221,6 +263,8 @@ def _settings(
         won_battle_bonus=won_battle_bonus,
         walls_cause_death=walls_cause_death,
         world_steps_per_env_step=world_steps_per_env_step,
+        reward_scale=float(reward_scale),
+        state_features=StateFeatures(state_features).value,
     )
 
 
@@ -261,6 +305,8 @@ class SMAXEnv:
         won_battle_bonus: float = 1.0,
         walls_cause_death: bool = True,
         world_steps_per_env_step: int = 8,
+        reward_scale: float = 10.0,
+        state_features: StateFeatures | str = StateFeatures.normalised,
     ) -> None:
         import jax
 
@@ -275,6 +321,8 @@ class SMAXEnv:
                 won_battle_bonus,
                 walls_cause_death,
                 world_steps_per_env_step,
+                reward_scale,
+                state_features,
             )
         )
         self.n_agents, self.n_enemies = self._game.n_agents, self._game.n_enemies
