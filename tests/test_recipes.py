@@ -22,6 +22,7 @@ GRIDS = {
     "paper_mpe": (3 * 6 * 5, {"env", "algo", "seed"}),
     "paper_smacv2": (6 * 4 * 5, {"env", "algo", "seed"}),
     "paper_ablation": (3 * 4 * 3, {"env", "ablation", "seed"}),
+    "smax_cpu": (3 * 3, {"algo", "seed"}),
 }
 
 
@@ -53,6 +54,29 @@ def test_every_job_of_the_recipe_composes_and_validates(compose_train, recipe: s
         runs, keys = GRIDS[recipe]
         assert len(jobs) == runs
         assert {item.split("=")[0] for item in jobs[0]} == keys
+
+
+def test_every_per_algorithm_recipe_file_names_a_recipe_and_an_algorithm() -> None:
+    """conf/recipe_algo/<recipe>/<algo>.yaml is picked by name (an optional default): a misspelt file would be
+    skipped without a word, so each must match an existing recipe and algo option."""
+    algos = set(group_options(CONF_DIR, "algo"))
+    files = sorted((CONF_DIR / "recipe_algo").rglob("*.yaml"))
+    assert files
+    for path in files:
+        recipe, algo = str(path.parent.relative_to(CONF_DIR / "recipe_algo")), path.stem
+        assert recipe in RECIPES and algo in algos, path
+
+
+def test_smax_cpu_gives_the_value_learners_small_batches_and_leaves_mappo_alone(compose_train) -> None:
+    batches = {}
+    for algo in ("qmix", "soft_qmix", "mappo"):
+        cfg = compose_train(["experiment=smax_cpu", f"algo={algo}"])
+        validate_config(cfg)
+        assert (cfg.env.family, cfg.env.name, cfg.t_max) == ("smax", "protoss_5v5", 500_000)
+        batches[algo] = cfg.algo.get("batch_size")
+    assert batches == {"qmix": 32, "soft_qmix": 32, "mappo": None}
+    assert compose_train(["algo=qmix"]).algo.batch_size == 128  # the recipe's files apply to the recipe only
+    assert compose_train(["experiment=smax_cpu", "algo=qmix", "algo.batch_size=64"]).algo.batch_size == 64
 
 
 def test_paper_mpe_runs_each_method_once_with_the_mpe_settings(compose_train) -> None:
