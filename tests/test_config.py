@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import OmegaConfBaseException
 
-from softqmix.config import validate_config
+from softqmix.algos.registry import ALGORITHMS
+from softqmix.config import TrainConfig, TrainerConfig, validate_config, value_rule
 from softqmix.envs.matrix import MatrixGameEnv
+from softqmix.envs.registry import ENV_FAMILIES
 from softqmix.errors import ConfigError
 
 CONFIG_ERRORS = (ConfigCompositionException, OmegaConfBaseException)
@@ -113,3 +119,74 @@ def test_payoff_from_the_command_line(compose_train) -> None:
 def test_non_square_payoff_is_rejected_with_the_fix() -> None:
     with pytest.raises(ValueError, match="square"):
         MatrixGameEnv([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]])
+
+
+def _numeric_fields(schema: type, prefix: str) -> Iterator[str]:
+    """Dotted paths of every int or float field (optional ones included) of a schema, nested schemas walked."""
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            yield from _numeric_fields(kind, f"{prefix}{f.name}.")
+        elif typing.get_origin(kind) in (None, types.UnionType, typing.Union) and {int, float} & set(
+            typing.get_args(kind) or (kind,)
+        ):
+            yield f"{prefix}{f.name}"
+
+
+def _every_schema() -> list[tuple[type, str]]:
+    return [
+        (TrainConfig, ""),
+        (TrainerConfig, "trainer."),
+        *((spec.config, "algo.") for spec in ALGORITHMS),
+        *((family.schema, "env.") for family in ENV_FAMILIES),
+    ]
+
+
+def test_every_numeric_setting_of_every_schema_has_a_range_rule() -> None:
+    """validate_config checks values against softqmix.config.VALUE_RULES: a new numeric field needs its range
+    there (or an explicit ANY), or it would be accepted whatever its value."""
+    paths = sorted({path for schema, prefix in _every_schema() for path in _numeric_fields(schema, prefix)})
+    assert {"t_max", "algo.critic_lr", "algo.actor_lr", "env.episode_limit"} <= set(paths)  # the walk sees them
+    assert [path for path in paths if value_rule(path) is None] == []
+
+
+LEARNING_RATES = sorted(
+    {(spec.name, f.name) for spec in ALGORITHMS for f in dataclasses.fields(spec.config) if f.name.endswith("_lr")}
+)
+
+
+@pytest.mark.parametrize(("algo", "field"), LEARNING_RATES)
+@pytest.mark.parametrize("bad", ["-1", "0"])
+def test_every_learning_rate_must_be_positive(compose_train, algo: str, field: str, bad: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^algo\.{field}=-?[0-9.]+ is out of range: it must be > 0$"):
+        validate_config(compose_train([f"algo={algo}", f"algo.{field}={bad}"]))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["algo=mappo", "algo.ppo_epochs=0"], "algo.ppo_epochs=0 is out of range: it must be >= 1"),
+        (["algo=fop", "algo.alpha_finish=0"], "algo.alpha_finish=0.0 is out of range: it must be > 0"),
+        (["algo.epsilon_finish=1.5"], "algo.epsilon_finish=1.5 is out of range: it must be in [0, 1]"),
+        (
+            ["env=mpe/spread_simple", "env.local_ratio=-0.1"],
+            "env.local_ratio=-0.1 is out of range: it must be in [0, 1]",
+        ),
+        (["seed=-1"], "seed=-1 is out of range: it must be in [0, 2147483647]"),
+        (["trainer.devices=0"], "trainer.devices=0 is out of range: it must be >= 1 or -1"),
+        (["trainer.divergence_bound=0"], "trainer.divergence_bound=0.0 is out of range: it must be > 0"),
+        (["t_max=0", "log_interval=-1"], "t_max=0 is out of range: it must be >= 1; log_interval=-1 is out of range"),
+    ],
+)
+def test_out_of_range_values_name_key_and_range(compose_train, overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose_train(overrides))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_zero_where_zero_has_a_meaning_is_accepted(compose_train) -> None:
+    validate_config(
+        compose_train(["test_interval=0", "log_interval=0", "checkpoint.interval=0", "algo.epsilon_anneal_time=0"])
+    )
+    validate_config(compose_train(["trainer.devices=-1", "algo=qmix", "algo.alpha=0"]))

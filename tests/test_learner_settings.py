@@ -168,16 +168,18 @@ def test_a_cpu_acting_copy_refreshed_after_each_update_trains_exactly_like_the_s
     assert runs["true"]["matrix_game"]["q_tot"] == runs["false"]["matrix_game"]["q_tot"]
 
 
-def test_an_update_never_waits_for_the_host_except_for_its_finite_check(monkeypatch) -> None:
+@pytest.mark.parametrize("bound", [None, 1e6])
+def test_an_update_never_waits_for_the_host_except_for_its_finite_check(monkeypatch, bound: float | None) -> None:
     """On a GPU every conversion of a tensor to a Python number is a device round trip. Counted here on the
     CPU by intercepting them: one update of Soft-QMIX with reward standardisation makes exactly one (the
-    check that the losses are finite); its losses stay tensors."""
+    check that the losses are finite, with trainer.divergence_bound folded into it); its losses stay tensors."""
     learner = build_learner(
         {"name": "soft_qmix", "mixer": "qmix", "use_f": True, "use_g": True, "soft_target": True,
          "behaviour": "softmax", "weighted_td": True, "standardise_rewards": True, "batch_size": 4},
         INFO,
         False,
     )  # fmt: skip
+    learner.divergence_bound = bound
     optimizers = learner.make_optimizers()
     syncs = []
     for name in ("__bool__", "item", "__float__", "__int__", "tolist"):

@@ -185,6 +185,7 @@ def test_short_training_run_on_smax(compose_train, tmp_path: Path) -> None:
     summary = train(cfg, tmp_path)
     assert summary["env_steps"] >= 1000 and summary["reports_wins"]
     assert summary["final_test_battle_won"] is not None and len(summary["tests"]) >= 2
+    assert summary["env_reward_scale"] == 10.0  # the summary says on which scale its returns are
 
 
 def test_missing_jaxmarl_names_the_install_command(monkeypatch) -> None:

@@ -35,11 +35,20 @@ def run_sweep(sweep_dir: Path, launcher: list[str]) -> subprocess.CompletedProce
     )
 
 
+def check_sweep_exit(proc: subprocess.CompletedProcess[str], sweep_dir: Path) -> None:
+    """The sweep ran every job, then said in one line which one failed, and exited 1."""
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: 1 of 4 runs of the sweep failed (error and traceback in each run's failed.json): "
+        f"{sweep_dir.resolve() / FAILING_JOB} (ResumeRefused)"
+    )
+
+
 @pytest.fixture(scope="module")
 def joblib_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sweep_dir = tmp_path_factory.mktemp("joblib") / "sweep"
     proc = run_sweep(sweep_dir, ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_sweep_exit(proc, sweep_dir)
     return sweep_dir
 
 
@@ -64,7 +73,7 @@ def test_joblib_sweep_survives_a_failing_run(joblib_sweep: Path, tmp_path: Path)
 def test_submitit_local_sweep_survives_a_failing_run(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     proc = run_sweep(sweep_dir, ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_sweep_exit(proc, sweep_dir)
     assert list((sweep_dir / ".submitit").iterdir())  # the jobs really went through submitit
     check_sweep_outcome(sweep_dir, tmp_path)
 

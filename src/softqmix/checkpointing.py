@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
@@ -14,53 +15,88 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
 from softqmix.data.buffer import EpisodeBuffer
-from softqmix.errors import ConfigError
+from softqmix.errors import OutputWriteError, ResumeRefused
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
-BUFFER_FILE = "buffer.pt.gz"
+BUFFER_FILE = "buffer.pt.gz"  # the buffer's name before it carried its checkpoint's env step (still loaded)
 
 
 def checkpoint_path(run_dir: Path) -> Path:
     return run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
 
 
-def checkpoint_env_step(path: Path) -> int:
-    """The env step a checkpoint was taken at; a clear error if the file cannot be read.
+def buffer_path(checkpoint_dir: Path, stamp: int) -> Path:
+    """The replay-buffer file of the checkpoint taken at env step `stamp`.
+
+    One file per checkpoint: a checkpoint's buffer is written before the checkpoint itself, so the previous
+    checkpoint's buffer must stay until the new checkpoint has replaced the old one (a process killed in
+    between resumes from the previous pair). AtomicCheckpointIO deletes the old one after the rename.
+    """
+    return checkpoint_dir / f"buffer-{stamp}.pt.gz"
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's contents; one clear line (ResumeRefused) if the file cannot be read.
 
     Our own checkpoints are written atomically, but a copy interrupted by a full disk or a
     file touched by hand would otherwise surface as an unpickling traceback.
     """
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["progress"]["t_env"])
-    except Exception as exc:  # any unreadable or foreign file
-        raise ConfigError(
-            f"the checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); "
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        int(state["progress"]["t_env"])
+        return state
+    except Exception as exc:  # any unreadable, truncated or foreign file
+        reason = (str(exc).strip().splitlines() or [""])[0]  # torch's messages run over several lines
+        raise ResumeRefused(
+            f"the checkpoint {path} cannot be read ({type(exc).__name__}: {reason}); "
             "delete it to start the run afresh, or pass resume=<a run dir with a good checkpoint>"
         ) from exc
+
+
+def checkpoint_env_step(path: Path) -> int:
+    """The env step a checkpoint was taken at (read_checkpoint's error if it cannot be read)."""
+    return int(read_checkpoint(path)["progress"]["t_env"])
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file in the same directory, fsync, then rename over the target.
 
-    A crash at any point leaves either the old file or the new one, never a torn file.
+    A crash at any point leaves either the old file or the new one, never a torn file. A failed write (a full
+    disk) removes its temp file and raises OutputWriteError naming the target.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputWriteError.writing(path, exc) from exc
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's torch checkpoint format, written atomically (temp file + rename)."""
+    """Lightning's torch checkpoint format, written atomically (temp file + rename).
+
+    Once the new checkpoint is in place, what only the old one needed goes: its replay-buffer file and temp
+    files left by a process killed while writing (one process per run dir, so none is being written now).
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        atomic_write_bytes(Path(path), buffer.getvalue())
+        path = Path(path)
+        atomic_write_bytes(path, buffer.getvalue())
+        stamp = checkpoint.get("buffer_stamp")
+        keep = buffer_path(path.parent, stamp) if stamp is not None else None
+        for old in [*path.parent.glob("buffer*.pt.gz"), *path.parent.glob(".*.tmp-*")]:
+            if old != keep:
+                with contextlib.suppress(OSError):
+                    old.unlink()
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -88,6 +124,13 @@ def save_buffer(buffer: EpisodeBuffer, path: Path, stamp: int) -> int:
     data = gzip.compress(raw.getvalue(), compresslevel=1)
     atomic_write_bytes(path, data)
     return len(data)
+
+
+def saved_buffer_path(checkpoint_dir: Path, stamp: int) -> Path:
+    """The buffer file to load for the checkpoint taken at `stamp` (a run saved before the stamp was in the
+    name has `buffer.pt.gz`)."""
+    path, legacy = buffer_path(checkpoint_dir, stamp), checkpoint_dir / BUFFER_FILE
+    return legacy if not path.exists() and legacy.exists() else path
 
 
 def load_buffer(buffer: EpisodeBuffer, path: Path, stamp: int) -> None:

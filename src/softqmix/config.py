@@ -9,8 +9,12 @@ softqmix.envs) and reach the ConfigStore through their registries: `schema/algo/
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
+from fnmatch import fnmatchcase
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -76,6 +80,9 @@ class TrainerConfig:
     compile: bool = False  # torch.compile the update's hot spots where it pays (docs/results.md: speed)
     enable_progress_bar: bool = True  # env steps, episodes/s and the latest test return
     deterministic: bool = False
+    # stop the run (failed.json, exit 1) when |summed loss| or |Q| (the learner's checked diagnostics) reaches
+    # this; null: only NaN/inf stop it. Healthy runs on the shipped envs stay below ~1e3 (docs/reliability.md)
+    divergence_bound: float | None = 1e6
 
 
 @dataclass
@@ -105,6 +112,156 @@ class TrainConfig:
     log_interval: int = 1_000  # env steps between training-metric rows
     print_report: bool = True  # print the matrix-game table at the end
     debug: bool = False  # full tracebacks for user errors
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: an interval, plus single values with a meaning of their own."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself excluded
+    also: tuple[float, ...] = ()  # allowed outside the interval (e.g. devices=-1: all devices)
+
+    def allows(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def describe(self, integer: bool) -> str:
+        """'> 0', '>= 1' (whole numbers above 0), 'in [0, 1]', ... as the error message says it."""
+        if self.low is not None and self.high is not None:
+            text = f"in [{_number(self.low)}, {_number(self.high)}]"
+        elif self.low is not None and self.low_open:
+            text = f">= {_number(self.low + 1)}" if integer and self.low == int(self.low) else f"> {_number(self.low)}"
+        elif self.low is not None:
+            text = f">= {_number(self.low)}"
+        else:
+            text = f"<= {_number(self.high)}"
+        return text + "".join(f" or {_number(v)}" for v in self.also)
+
+
+def _number(value: float | None) -> str:
+    return str(int(value)) if value is not None and float(value).is_integer() else f"{value:g}"
+
+
+POSITIVE = Range(low=0, low_open=True)  # > 0 (>= 1 for whole numbers)
+NON_NEGATIVE = Range(low=0)
+UNIT = Range(low=0, high=1)  # probabilities, discounts, lambdas, mixing ratios
+ANY = None  # deliberately unconstrained (e.g. rewards, which may be negative)
+
+# The valid range of every numeric setting, keyed by its dotted path (fnmatch patterns, first match wins).
+# validate_config checks a composed config against this one table; tests/test_config.py walks every schema
+# (TrainConfig, each algorithm's, each env family's) and fails when a numeric field has no entry, so a new
+# field gets a range (or an explicit ANY) when it is added.
+VALUE_RULES: tuple[tuple[str, Range | None], ...] = (
+    # the run
+    ("t_max", POSITIVE),
+    ("batch_size_run", POSITIVE),
+    ("test_nepisode", POSITIVE),  # the final test always runs, whatever test_interval
+    ("test_interval", NON_NEGATIVE),  # 0: no periodic tests, only the final one
+    ("log_interval", NON_NEGATIVE),  # 0: a row after every update
+    ("checkpoint.interval", NON_NEGATIVE),  # 0: only at the end and on preemption
+    ("pool.max_restarts", NON_NEGATIVE),
+    ("seed", Range(low=0, high=2**31 - 1)),  # numpy seeds (seed + 100000 + env index for the test envs)
+    ("trainer.devices", Range(low=0, low_open=True, also=(-1,))),  # Lightning's -1: all devices
+    ("trainer.torch_threads", POSITIVE),
+    ("trainer.divergence_bound", POSITIVE),  # null: no bound, only NaN/inf stop a run
+    # every learner
+    ("algo.*_lr", POSITIVE),
+    ("algo.*_eps", POSITIVE),
+    ("algo.gamma", UNIT),
+    ("algo.*_lambda", UNIT),
+    ("algo.rmsprop_alpha", UNIT),
+    ("algo.grad_norm_clip", POSITIVE),
+    ("algo.*_dim", POSITIVE),
+    ("algo.*_embed", POSITIVE),
+    ("algo.g_hidden", POSITIVE),
+    ("algo.*heads", POSITIVE),
+    ("algo.qplex_attention_layers", Range(low=1, high=3)),
+    # replay learners
+    ("algo.buffer_size", POSITIVE),
+    ("algo.batch_size", POSITIVE),
+    ("algo.updates_per_collect", POSITIVE),
+    ("algo.burn_in_episodes", NON_NEGATIVE),
+    ("algo.target_update_interval", POSITIVE),
+    ("algo.reward_scale", POSITIVE),
+    ("algo.epsilon_start", UNIT),
+    ("algo.epsilon_finish", UNIT),
+    ("algo.*_anneal_time", NON_NEGATIVE),  # 0: the final value from the start
+    ("algo.alpha", NON_NEGATIVE),  # 0 only with hard targets and epsilon-greedy (checked by the learner)
+    ("algo.behaviour_alpha", POSITIVE),
+    ("algo.alpha_start", POSITIVE),
+    ("algo.alpha_finish", POSITIVE),
+    # MAPPO
+    ("algo.clip", POSITIVE),
+    ("algo.ppo_epochs", POSITIVE),
+    ("algo.num_mini_batch", POSITIVE),
+    ("algo.chunk_length", POSITIVE),
+    ("algo.rollout_episodes", POSITIVE),
+    ("algo.entropy_coef", NON_NEGATIVE),
+    ("algo.value_loss_coef", NON_NEGATIVE),
+    ("algo.huber_delta", POSITIVE),
+    # envs
+    ("env.n_agents", POSITIVE),
+    ("env.episode_limit", POSITIVE),
+    ("env.scale", POSITIVE),
+    ("env.landmark_scale", POSITIVE),
+    ("env.local_ratio", UNIT),
+    ("env.reward_scale", POSITIVE),
+    ("env.won_battle_bonus", NON_NEGATIVE),
+    ("env.world_steps_per_env_step", POSITIVE),
+    ("env.env_args.capability_config.n_units", POSITIVE),
+    ("env.env_args.capability_config.n_enemies", POSITIVE),
+    ("env.env_args.capability_config.start_positions.p", UNIT),
+    ("env.env_args.capability_config.start_positions.map_?", POSITIVE),
+    ("env.env_args.step_mul", POSITIVE),
+    ("env.env_args.move_amount", POSITIVE),
+    ("env.env_args.num_fov_actions", POSITIVE),
+    ("env.env_args.min_attack_range", NON_NEGATIVE),
+    ("env.env_args.prob_obs_enemy", UNIT),
+    ("env.env_args.reward_scale_rate", POSITIVE),
+    ("env.env_args.reward_negative_scale", NON_NEGATIVE),
+    ("env.env_args.reward_death_value", ANY),
+    ("env.env_args.reward_win", ANY),
+    ("env.env_args.reward_defeat", ANY),
+    ("env.env_args.seed", ANY),
+)
+
+
+def value_rule(path: str) -> tuple[str, Range | None] | None:
+    """The first (pattern, range) of VALUE_RULES that matches a dotted path; None when none does."""
+    for pattern, rule in VALUE_RULES:
+        if fnmatchcase(path, pattern):
+            return pattern, rule
+    return None
+
+
+def _numeric_leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, int | float]]:
+    if isinstance(node, DictConfig | dict):
+        for key, value in node.items():
+            yield from _numeric_leaves(value, f"{prefix}{key}.")
+    elif isinstance(node, int | float) and not isinstance(node, bool):
+        yield prefix[:-1], node
+
+
+def check_value_ranges(cfg: DictConfig | dict, prefix: str = "") -> None:
+    """Every numeric setting against VALUE_RULES; one ConfigError naming each bad key and its valid range."""
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    problems = []
+    for path, value in _numeric_leaves(plain, prefix):
+        found = value_rule(path)
+        if found is not None and found[1] is not None and not found[1].allows(value):
+            problems.append(f"{path}={value!r} is out of range: it must be {found[1].describe(isinstance(value, int))}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def check_learner_ranges(cfg: object) -> None:
+    """A typed algorithm config (a dataclass) against VALUE_RULES, for learners built without validate_config."""
+    check_value_ranges({"algo": dataclasses.asdict(cfg)})  # type: ignore[call-overload]
 
 
 def _one_line(exc: Exception) -> str:
@@ -140,6 +297,7 @@ def validate_config(cfg: DictConfig) -> None:
         ("trainer", TrainerConfig),
     ):
         _check_against(schema, cfg[key], f"config group '{key}'")
+    check_value_ranges(cfg)
     spec.validate(typed_config(spec.config, cfg.algo))
     variant = str(cfg.algo.get("variant", "default"))
     if variant != "default" and not spec.accepts_ablations:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import netrc
 import os
@@ -18,7 +20,9 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, Wand
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
+from softqmix.checkpointing import atomic_write_bytes
 from softqmix.config import LoggerKind, WandbMode
+from softqmix.errors import ConfigError, OutputWriteError
 
 TRACKED_PACKAGES = (
     "softqmix",
@@ -33,11 +37,48 @@ TRACKED_PACKAGES = (
 )
 
 
-class _ContinuingWriter(ExperimentWriter):
-    """Lightning's CSV writer, except that an existing metrics.csv is continued, not deleted.
+def _csv_bytes(header: list[str], rows: list[dict[str, Any]]) -> bytes:
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=header)
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue().encode()
+
+
+class _SafeWriter(ExperimentWriter):
+    """Lightning's CSV writer, safe on a full disk: no row written before is ever lost.
+
+    Lightning rewrites metrics.csv in place when a new column appears (truncate, then write): a failed
+    rewrite lost every row. Here the rewrite goes through a temp file and a rename, and a failed append is cut
+    back to the rows before it, so no torn row is left. Either failure raises OutputWriteError naming the file.
+    """
+
+    def save(self) -> None:
+        path = Path(self.metrics_file_path)
+        self._size = path.stat().st_size if path.exists() else 0
+        try:
+            super().save()
+        except OSError as exc:
+            # the rows that did not fit are after the last checkpoint: a resume logs them again
+            self.metrics = []
+            with contextlib.suppress(OSError):
+                os.truncate(path, self._size)
+            raise OutputWriteError.writing(path, exc) from exc
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        path = Path(self.metrics_file_path)
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        atomic_write_bytes(path, _csv_bytes(fieldnames, rows))
+        self._size = path.stat().st_size
+
+
+class _ContinuingWriter(_SafeWriter):
+    """The CSV writer, except that an existing metrics.csv is continued, not deleted.
 
     Rows logged after `keep_until_step` (written after the checkpoint being resumed) are
-    dropped, so a resumed run's file reads as if the run had never stopped.
+    dropped, so a resumed run's file reads as if the run had never stopped. The shortened file replaces
+    the old one in one rename: a process killed while resuming leaves the old file whole.
     """
 
     def __init__(self, log_dir: str, keep_until_step: int) -> None:
@@ -49,14 +90,15 @@ class _ContinuingWriter(ExperimentWriter):
                 reader = csv.DictReader(handle)
                 header = list(reader.fieldnames or [])
                 rows = [r for r in reader if r.get("step") and int(float(r["step"])) <= keep_until_step]
-            path.unlink()
         super().__init__(log_dir)
         if header:
             self.metrics_keys = header
-            with open(path, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=header)
-                writer.writeheader()
-                writer.writerows(rows)
+            atomic_write_bytes(path, _csv_bytes(header, rows))
+        else:
+            path.unlink(missing_ok=True)
+
+    def _check_log_dir_exists(self) -> None:
+        """Lightning deletes an existing metrics.csv here; this writer continues it."""
 
 
 class ContinuingCSVLogger(CSVLogger):
@@ -77,7 +119,7 @@ class ContinuingCSVLogger(CSVLogger):
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             if self._keep_until_step is None:
-                self._experiment = ExperimentWriter(log_dir=self.log_dir)
+                self._experiment = _SafeWriter(log_dir=self.log_dir)
             else:
                 self._experiment = _ContinuingWriter(self.log_dir, self._keep_until_step)
         return self._experiment
@@ -108,10 +150,35 @@ def resolve_wandb_mode(mode: WandbMode | str) -> str:
     mode = WandbMode(mode)
     if mode is not WandbMode.auto:
         return mode.value
-    from_env = os.environ.get("WANDB_MODE")
+    from_env = os.environ.get("WANDB_MODE", "").strip()
     if from_env:
-        return WandbMode(from_env).value
+        try:
+            return WandbMode(from_env).value
+        except ValueError:
+            valid = ", ".join(m.value for m in WandbMode if m is not WandbMode.auto)
+            raise ConfigError(
+                f"WANDB_MODE={from_env} is not a wandb mode we run with; use one of {valid}, or unset it"
+            ) from None
     return WandbMode.online.value if wandb_api_key_configured() else WandbMode.offline.value
+
+
+def check_logger_ready(logger: DictConfig) -> None:
+    """Before any env starts: the logger can log as configured, or a ConfigError that says how to make it.
+
+    `WANDB_MODE=` (set but empty) counts as unset, here and for wandb itself (which rejects the empty mode
+    with a validation traceback when the run starts). Online wandb without an API key would stop at the
+    first log call, after the envs started; it stops here with the two ways out.
+    """
+    if "WANDB_MODE" in os.environ and not os.environ["WANDB_MODE"].strip():
+        del os.environ["WANDB_MODE"]
+    if LoggerKind(logger.kind) is not LoggerKind.wandb:
+        return
+    if resolve_wandb_mode(logger.mode) == WandbMode.online.value and not wandb_api_key_configured():
+        source = "logger.mode=online" if WandbMode(logger.mode) is WandbMode.online else "WANDB_MODE=online"
+        raise ConfigError(
+            f"wandb is set to log online ({source}) but no API key is configured: log in with `wandb login` "
+            "(or set WANDB_API_KEY), or log offline with logger.mode=offline (or WANDB_MODE=offline)"
+        )
 
 
 def run_tags(cfg: DictConfig) -> list[str]:
@@ -192,6 +259,5 @@ def git_commit(path: Path) -> dict[str, Any]:
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False))
-    tmp.replace(path)
+    """Atomically (temp file, rename); OutputWriteError naming the file when the disk is full."""
+    atomic_write_bytes(path, json.dumps(payload, indent=2, sort_keys=False).encode())

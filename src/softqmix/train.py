@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
 import time
 import traceback
@@ -14,24 +15,46 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
+from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from softqmix import CONF_DIR
-from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_env_step, checkpoint_path
+from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_env_step, checkpoint_path, read_checkpoint
 from softqmix.config import Collection, register_configs, validate_config
+from softqmix.console import active_console, describe_wandb_run, run_console, say, third_party_output
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import env_factory, make_env
 from softqmix.envs.pool import EnvPool
 from softqmix.envs.registry import check_env_requirements, vector_env_factory
-from softqmix.errors import ConfigError, EnvContractError, TrainingDiverged, UserError
+from softqmix.errors import (
+    DISK_ERRNOS,
+    ConfigError,
+    EnvContractError,
+    OutputWriteError,
+    ResumeRefused,
+    RunDirBusy,
+    RunDirNotWritable,
+    TrainingDiverged,
+    UserError,
+)
 from softqmix.eval.matrix_report import format_matrix_report, matrix_game_report, matrix_policy_report
+from softqmix.hydra_callbacks import restore_hydra_record, run_dir_is_new
 from softqmix.loop import RunSchedule, TrainingLoop
 from softqmix.loop.progress_bar import EnvStepProgressBar
 from softqmix.loop.schedule import GreedyEvaluation
-from softqmix.outputs import build_loggers, finish_loggers, git_commit, package_versions, write_json
+from softqmix.outputs import (
+    build_loggers,
+    check_logger_ready,
+    finish_loggers,
+    git_commit,
+    package_versions,
+    write_json,
+)
 from softqmix.preemption import PeriodicCheckpoint, PreemptionCheckpoint, redeliver
+from softqmix.rundir import locked_run_dir, remove_unused_run_dir
 
 PACKAGE_DIR = Path(__file__).resolve().parent  # the code's own dir: its git commit goes into summary.json
 
@@ -49,50 +72,225 @@ for _pattern in (
 
 # Keys a resumed run may take from the new command line; everything else comes from the run dir.
 RESUME_OVERRIDABLE = ("t_max", "debug", "trainer", "print_report")
+# Set by the run itself, not by the user: never a reason to refuse a resume.
+_NOT_USER_KEYS = ("resume", "logger.group")
+_ABSENT = object()
 
 
-def _resolve_resume(cfg: DictConfig, run_dir: Path) -> tuple[DictConfig, Path, Path | None]:
+def _overridable(key: str) -> bool:
+    return any(key == k or key.startswith(f"{k}.") for k in RESUME_OVERRIDABLE)
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_leaves(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def _given_keys(overrides: list[str]) -> list[str]:
+    """The config keys (or group names: `algo=qmix` gives 'algo') that these command-line overrides set."""
+    keys = [o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)]
+    return [k for k in dict.fromkeys(keys) if k not in _NOT_USER_KEYS]
+
+
+def _resume_config(
+    cfg: DictConfig, saved: DictConfig, resume_dir: Path, overrides: list[str] | None, explicit: bool
+) -> DictConfig:
+    """The saved config with the keys of RESUME_OVERRIDABLE that the user set; a refusal for any other change.
+
+    With the command line known (`overrides`), only what it set counts: a bare `resume=<dir>` keeps the
+    saved t_max instead of the schema's default. An explicit `resume=` refuses every other override; an
+    automatic resume (same run dir, e.g. a requeued Slurm job repeating its command line) refuses those that
+    change a saved value. Without a command line (a config built in code) the whole config counts as given.
+    """
+    if overrides is None:
+        taken = [k for k in RESUME_OVERRIDABLE if k in cfg]
+        new, old = _leaves(_plain(cfg)), _leaves(_plain(saved))
+        ignored = [
+            k for k, v in new.items() if not _overridable(k) and k not in _NOT_USER_KEYS and k in old and old[k] != v
+        ]
+    else:
+        keys = _given_keys(overrides)
+        taken = [k for k in keys if _overridable(k)]
+        others = [k for k in keys if not _overridable(k)]
+        # a group choice that is no key of its own (ablation=, experiment=) cannot be compared: an automatic
+        # resume takes it as the original command line's
+        ignored = others if explicit else [k for k in others if _changes(cfg, saved, k)]
+    if ignored:
+        how = (
+            f"resume={resume_dir} continues that run with its saved config"
+            if explicit
+            else f"the run dir {resume_dir} holds a checkpoint, so this run resumes it with its saved config"
+        )
+        raise ResumeRefused(
+            f"{how}; these overrides would be ignored: {', '.join(ignored)} (a resume may change only "
+            f"{', '.join(RESUME_OVERRIDABLE)}; start a new run in another dir to change the rest)"
+        )
+    for key in taken:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is not _ABSENT:
+            OmegaConf.update(saved, key, _plain(value), merge=False, force_add=True)
+    return saved
+
+
+def _changes(cfg: DictConfig, saved: DictConfig, key: str) -> bool:
+    new, old = OmegaConf.select(cfg, key, default=_ABSENT), OmegaConf.select(saved, key, default=_ABSENT)
+    if new is _ABSENT and old is _ABSENT:
+        return False
+    return _plain(new) != _plain(old)
+
+
+def _explicit_resume_dir(cfg: DictConfig) -> Path | None:
+    """The run dir named by `resume=`, which must hold a checkpoint; None without `resume=`."""
+    if not cfg.get("resume"):
+        return None
+    resume_dir = Path(cfg.resume).expanduser().resolve()
+    if not checkpoint_path(resume_dir).exists():
+        raise ResumeRefused(
+            f"resume={cfg.resume}: no checkpoint at {checkpoint_path(resume_dir)}; "
+            "give the run dir of a run that saved one"
+        )
+    return resume_dir
+
+
+def _resolve_resume(
+    cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
+) -> tuple[DictConfig, Path, Path | None]:
     """Decide whether this is a fresh run or a resume, and of which run dir."""
-    if cfg.get("resume"):
-        resume_dir = Path(cfg.resume).expanduser().resolve()
-        ckpt = checkpoint_path(resume_dir)
-        if not ckpt.exists():
-            raise ConfigError(f"resume={cfg.resume}: no checkpoint at {ckpt}; give the run dir of a run that saved one")
+    explicit = _explicit_resume_dir(cfg)
+    if explicit is not None:
+        resume_dir = explicit
     elif checkpoint_path(run_dir).exists():
-        resume_dir, ckpt = run_dir, checkpoint_path(run_dir)  # e.g. a requeued Slurm job in the same dir
+        resume_dir = run_dir  # e.g. a requeued Slurm job in the same dir
     else:
         return cfg, run_dir, None
-    t_env = checkpoint_env_step(ckpt)
+    ckpt = checkpoint_path(resume_dir)
+    state = read_checkpoint(ckpt)  # one line for a truncated or foreign file
+    t_env = int(state["progress"]["t_env"])
     if not (resume_dir / "config.yaml").is_file():
         raise ConfigError(f"{resume_dir} has a checkpoint but no config.yaml to resume it with; remove the checkpoint")
-    saved = OmegaConf.load(resume_dir / "config.yaml")
-    for key in RESUME_OVERRIDABLE:
-        if key in cfg:
-            saved[key] = cfg[key]
+    try:
+        saved = OmegaConf.load(resume_dir / "config.yaml")
+    except Exception as exc:  # an edit that broke the YAML
+        reason = " ".join(str(exc).split())  # the YAML parser's message spans lines
+        raise ResumeRefused(f"{resume_dir / 'config.yaml'} cannot be read ({type(exc).__name__}: {reason})") from None
+    _check_checkpoint_config(state, saved, ckpt, resume_dir)
+    saved = _resume_config(cfg, saved, resume_dir, overrides, explicit is not None)
     saved.resume = str(resume_dir)
-    if t_env >= saved.t_max:
-        raise ConfigError(
+    # a checkpoint at t_max without summary.json: the run died after its last checkpoint (a full disk, a kill);
+    # resuming it runs no step, only the final test and the summary
+    if t_env >= saved.t_max and (resume_dir / "summary.json").exists():
+        raise ResumeRefused(
             f"the run in {resume_dir} already reached t_max={saved.t_max} (env step {t_env}); "
             "pass a larger t_max to continue it, or start a new run"
         )
     return saved, resume_dir, ckpt
 
 
-def train(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback] | None = None) -> dict[str, Any]:
+def _check_checkpoint_config(state: dict[str, Any], saved: DictConfig, ckpt: Path, resume_dir: Path) -> None:
+    """Refuse a checkpoint that another config wrote: one copied from another run (a qmix checkpoint in a mappo
+    run dir) or a config.yaml edited since, which would fail in the weights' load or, worse, train on silently.
+
+    Checkpoints record the run's config (`run_config`, RecordRunConfig); older ones only the learner's, whose
+    algorithm name is compared. Keys a resume may change (RESUME_OVERRIDABLE) do not count.
+    """
+    if "run_config" in state:
+        recorded, current = _leaves(state["run_config"]), _leaves(_plain(saved))
+    else:
+        recorded = {"algo.name": state.get("hyper_parameters", {}).get("algo", {}).get("name")}
+        current = {"algo.name": OmegaConf.select(saved, "algo.name")}
+    first = ("algo.name", "env.family", "env.name")  # the differences that say "another run" come first
+    differ = [
+        key
+        for key in sorted(recorded.keys() | current.keys(), key=lambda k: (k not in first, k))
+        if not _overridable(key)
+        and key not in _NOT_USER_KEYS
+        and recorded.get(key, _ABSENT) != current.get(key, _ABSENT)
+    ]
+    if not differ:
+        return
+
+    def shown(values: dict[str, Any], key: str) -> str:
+        return repr(values[key]) if key in values else "absent"
+
+    listed = "; ".join(
+        f"{key}: {shown(recorded, key)} in the checkpoint, {shown(current, key)} in config.yaml" for key in differ[:3]
+    )
+    more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+    raise ResumeRefused(
+        f"the checkpoint {ckpt} was written with another config than {resume_dir / 'config.yaml'} ({listed}{more}): "
+        "it comes from another run, or config.yaml was edited; put back the run's own config.yaml or checkpoint, "
+        "or start a new run"
+    )
+
+
+class RecordRunConfig(L.Callback):
+    """Writes the run's config into every checkpoint (`run_config`), for _check_checkpoint_config."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint["run_config"] = self.config
+
+
+def train(
+    cfg: DictConfig,
+    run_dir: Path,
+    extra_callbacks: list[L.Callback] | None = None,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
     """One run from a composed config; returns what it writes to summary.json.
 
     `summary["status"]` is "completed", or "preempted" when a signal stopped the run after
-    a checkpoint (the caller turns that into the exit code).
+    a checkpoint (the caller turns that into the exit code). `overrides` is the command line the config
+    came from (`main` passes Hydra's task overrides): a resume takes from it only what it sets; without it
+    (a config built in code) the whole config counts as given. The run dir is locked for the whole run
+    (softqmix.rundir): a second process on it fails. A full disk (or a quota, or a mount gone read-only)
+    stops the run with OutputWriteError, one line naming the file, the problem and how to go on.
     """
     validate_config(cfg)
-    check_env_requirements(cfg.env)
-    cfg, run_dir, ckpt = _resolve_resume(cfg, run_dir)
+    with third_party_output():  # jaxmarl prints two lines on import; under the CLI they go to the log file
+        check_env_requirements(cfg.env)
+    target = _explicit_resume_dir(cfg) or run_dir  # the dir this run writes into
+    with locked_run_dir(target):
+        try:
+            return _train_locked(cfg, run_dir, extra_callbacks, overrides)
+        except OSError as exc:
+            if exc.errno not in DISK_ERRNOS:
+                raise
+            how = (
+                f"continue it from its last checkpoint with: python train.py resume={target.resolve()}"
+                if checkpoint_path(target).exists()
+                else "start it again"
+            )
+            problem = OutputWriteError.writing(exc.filename or target, exc)
+            fix = "make it writable again" if exc.errno == errno.EROFS else "free space there"
+            raise OutputWriteError(f"{problem}; the run stopped: {fix}, then {how}", exc.errno) from exc
+
+
+def _train_locked(
+    cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback] | None, overrides: list[str] | None
+) -> dict[str, Any]:
+    cfg, run_dir, ckpt = _resolve_resume(cfg, run_dir, overrides)
+    check_logger_ready(cfg.logger)
     run_dir.mkdir(parents=True, exist_ok=True)
+    console = active_console()
+    if console is not None:  # a resume writes into another dir than the one Hydra made: log there too
+        console.log_to(run_dir)
+    # the run starts or goes on: an earlier end (a failure, or a finished 700k run resumed to 1.4M) no longer
+    # describes it
+    for stale in ("summary.json", "preempted.json", "failed.json"):
+        (run_dir / stale).unlink(missing_ok=True)
     if ckpt is None:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    else:  # the run goes on: an earlier end (e.g. a finished 700k run resumed to 1.4M) no longer describes it
-        for stale in ("summary.json", "preempted.json", "failed.json"):
-            (run_dir / stale).unlink(missing_ok=True)
     torch.set_num_threads(cfg.trainer.torch_threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -137,7 +335,7 @@ def _fit(
         test_nepisode=cfg.test_nepisode,
         log_interval=cfg.log_interval,
     )
-    module = TrainingLoop(cfg.algo, info, cfg.env.obs_last_action, schedule)
+    module = TrainingLoop(cfg.algo, info, cfg.env.obs_last_action, schedule, cfg.trainer.divergence_bound)
     if cfg.trainer.compile:
         module.learner.compile_hot_paths()
     module.attach_envs(
@@ -154,15 +352,18 @@ def _fit(
         resume_step = checkpoint_env_step(ckpt)
 
     last = checkpoint_path(run_dir)
+    loggers = build_loggers(cfg, run_dir, resume_step)
+    _announce_run(run_dir, loggers)
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
         max_epochs=1,
-        logger=build_loggers(cfg, run_dir, resume_step),
+        logger=loggers,
         callbacks=[
             GreedyEvaluation(cfg.test_interval),
             PeriodicCheckpoint(last, cfg.checkpoint.interval),
             PreemptionCheckpoint(last),
+            RecordRunConfig(cfg),
             *([EnvStepProgressBar()] if cfg.trainer.enable_progress_bar else []),
             *extra_callbacks,
         ],
@@ -210,6 +411,8 @@ def _fit(
         "resumed_from_step": resume_step,
         "final_test_return": tests[-1]["test/return_mean"] if tests else None,
         "best_test_return": max(t["test/return_mean"] for t in tests) if tests else None,
+        # returns are the env's reward times this (SMAX: 10, SMACv2's scale); null where the env has no such knob
+        "env_reward_scale": cfg.env.get("reward_scale"),
         "reports_wins": info.reports_wins,
         "final_test_battle_won": tests[-1]["test/battle_won_mean"] if tests and info.reports_wins else None,
         "stop_signal": module.stop_signal,
@@ -233,12 +436,45 @@ def _fit(
         if cfg.print_report:
             print(format_matrix_report(report, [list(r) for r in cfg.env.payoff], cfg.env.action_names))
     write_json(run_dir / "summary.json", summary)
+    say(_final_line(summary, run_dir))
     return summary
+
+
+def _announce_run(run_dir: Path, loggers: list[Logger]) -> None:
+    """Under the CLI: where the run lives, before it starts (the run dir; the wandb run's URL or local dir)."""
+    console = active_console()
+    if console is None:
+        return
+    console.say(f"run dir: {run_dir}")
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            console.route_wandb()  # wandb.init's banner goes to the log file
+            line = describe_wandb_run(logger.experiment)
+            if line is not None:
+                console.say(line)
+
+
+def _final_line(summary: dict[str, Any], run_dir: Path) -> str:
+    final, best = summary["final_test_return"], summary["best_test_return"]
+    result = f"final test return {final:.2f} (best {best:.2f})" if final is not None else "no test"
+    scale = summary.get("env_reward_scale")
+    if final is not None and scale is not None and scale != 1:
+        result += f" on the env's reward x{scale:g}"
+    if summary.get("final_test_battle_won") is not None:
+        result += f", win rate {summary['final_test_battle_won']:.2f}"
+    return f"done: {summary['env_steps']} env steps, {result}; summary in {run_dir / 'summary.json'}"
+
+
+def _leave_no_trace(run_dir: Path, job_name: str, resume: bool) -> None:
+    """After a refused run: the fresh dir Hydra made for a refused `resume=` goes; a refused run dir (a finished
+    run, or a run resumed with changed overrides) gets back its own `.hydra/` record of how it was started."""
+    if not (resume and run_dir_is_new() and remove_unused_run_dir(run_dir, job_name, stop_at=Path.cwd())):
+        restore_hydra_record()
 
 
 register_configs()
 
-KNOWN_FAILURES = (UserError, EnvContractError, TrainingDiverged)
+KNOWN_FAILURES = (UserError, EnvContractError, TrainingDiverged, OutputWriteError)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
@@ -247,7 +483,8 @@ def main(cfg: DictConfig) -> float | None:
 
     A single run ends with a one-line message and a non-zero exit code on a known failure
     (exit 2 for user errors), 128+signal when preempted after checkpointing. Inside a
-    multirun a failure is written to the run's failed.json and the sweep goes on.
+    multirun a failure is written to the run's failed.json and the sweep goes on; at its end
+    softqmix.hydra_callbacks.SweepOutcome lists the failed runs and exits 1.
     """
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -255,12 +492,24 @@ def main(cfg: DictConfig) -> float | None:
     if multirun and cfg.logger.group is None:  # one wandb group per sweep; saved with the run's config
         cfg.logger.group = str(hydra_cfg.sweep.dir)
     try:
-        summary = train(cfg, run_dir)
+        # third-party console output (Lightning, wandb, jaxmarl) goes to <run dir>/train.log; debug=true keeps it
+        with run_console(run_dir / f"{hydra_cfg.job.name}.log", quiet=not cfg.get("debug", False)):
+            summary = train(cfg, run_dir, overrides=list(hydra_cfg.overrides.task))
     except Exception as exc:
+        refused = isinstance(exc, ResumeRefused | RunDirBusy | RunDirNotWritable)
+        if refused and not multirun:
+            _leave_no_trace(run_dir, hydra_cfg.job.name, resume=bool(cfg.get("resume")))
         if cfg.get("debug", False) and not multirun:
             raise
-        failure = {"error": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
-        write_json(run_dir / "failed.json", failure)
+        # A refusal writes nothing into the dir it refused (another run's, or a finished one), except a sweep's own
+        # job dir that cannot go ahead (e.g. it holds an unreadable checkpoint): the sweep's tables list it as failed
+        # with its reason. A busy dir belongs to another process and is never written.
+        if not refused or (multirun and not isinstance(exc, RunDirBusy | RunDirNotWritable)):
+            failure = {"error": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+            if isinstance(exc, TrainingDiverged):  # reason, env step, update, the offending values
+                failure.update(exc.details())
+            with contextlib.suppress(OSError):  # a full disk may have no room for it either
+                write_json(run_dir / "failed.json", failure)
         if multirun:
             print(f"[run {hydra_cfg.job.num} failed] {type(exc).__name__}: {exc}", file=sys.stderr)
             return None

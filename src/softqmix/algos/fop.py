@@ -58,6 +58,10 @@ class FOPConfig(ReplayLearnerConfig):
 
 
 def validate_fop(cfg: FOPConfig) -> None:
+    """Out-of-range values (softqmix.config.VALUE_RULES), then settings that contradict each other."""
+    from softqmix.config import check_learner_ranges
+
+    check_learner_ranges(cfg)
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(f"algo.batch_size ({cfg.batch_size}) exceeds algo.buffer_size ({cfg.buffer_size})")
 
@@ -66,6 +70,7 @@ class FOP(Learner):
     """FOP's actor, twin critics and mixers."""
 
     objective = ("loss/policy", "loss/critic1", "loss/critic2")
+    finite_checks = ("train/q_taken_mean",)
     divergence_hint = "lower algo.actor_lr / algo.critic_lr, or check the env's rewards"
 
     def __init__(

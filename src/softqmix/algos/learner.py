@@ -3,12 +3,13 @@
 A learner holds nets, losses and target copies and knows how to take one update on a batch.
 It knows nothing of envs, replay, test schedules or checkpoints: the training loop
 (softqmix.loop) owns those and hands the learner batches. Every learner updates through
-`Learner.update`, so the finite check, gradient clipping, optimizer steps, update counter and
-target copies are written once.
+`Learner.update`, so the divergence check (NaN, inf, trainer.divergence_bound), gradient clipping,
+optimizer steps, update counter and target copies are written once.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
@@ -95,12 +96,21 @@ class OptimizerGroup:
     lr: float
 
 
-class NonFiniteLoss(ArithmeticError):
-    """A loss or a checked diagnostic is NaN or infinite; the loop adds where and what to do."""
+class DivergedUpdate(ArithmeticError):
+    """The summed loss or a checked diagnostic is NaN, infinite or past the divergence bound; the loop adds
+    where and what to do.
 
-    def __init__(self, keys: list[str]) -> None:
+    `values` holds every checked quantity of the update (the objective's terms, their sum as `loss/total`, the
+    `finite_checks` diagnostics) as Python floats, `keys` those that offended, `bound` the bound (None: only
+    NaN and inf were checked).
+    """
+
+    def __init__(self, keys: list[str], values: dict[str, float], bound: float | None) -> None:
         super().__init__(", ".join(keys))
-        self.keys = keys
+        self.keys, self.values, self.bound = keys, values, bound
+
+
+TOTAL_LOSS = "loss/total"  # the summed objective, as DivergedUpdate names it
 
 
 class Learner(nn.Module):
@@ -112,7 +122,8 @@ class Learner(nn.Module):
     """
 
     objective: ClassVar[tuple[str, ...]] = ()
-    # Diagnostics that must stay finite too (a diverging Q shows there before the loss does).
+    # Diagnostics that must stay finite, and below the divergence bound, too (a diverging Q shows there before
+    # the loss does).
     finite_checks: ClassVar[tuple[str, ...]] = ()
     # What to change when a loss turns non-finite, in the words of the learner's own knobs.
     divergence_hint: ClassVar[str] = "lower the learning rates, or check the env's rewards"
@@ -131,6 +142,9 @@ class Learner(nn.Module):
         self.obs_last_action = obs_last_action
         self.progress = progress  # shared with the loop: schedules (epsilon, alpha, lr) read t_env from it
         self.t_max = t_max  # the run's length in env steps, for schedules that end with the run
+        # |summed loss| and |each finite_checks diagnostic| must stay below this (trainer.divergence_bound, set by
+        # the training loop); None: only NaN and inf stop an update
+        self.divergence_bound: float | None = None
         if isinstance(cfg, ReplayLearnerConfig):  # a module without parameters: the nets' initialisation is unchanged
             self.rewards = RewardTransform(cfg.reward_scale, cfg.standardise_rewards)
 
@@ -196,6 +210,29 @@ class Learner(nn.Module):
         rewards = getattr(self, "rewards", None)
         return rewards(batch) if rewards is not None else batch
 
+    def check_divergence(self, total: torch.Tensor, losses: dict[str, torch.Tensor]) -> None:
+        """Raise DivergedUpdate when the summed loss or a `finite_checks` diagnostic is NaN, infinite or, with a
+        divergence bound, not below it in absolute value.
+
+        One host sync per update, as the finite check alone needed: the bound is folded into the same test
+        (`|x| < bound` is False for NaN and for inf). The values are read back only when the test fails.
+        """
+        checks = [key for key in self.finite_checks if key in losses]
+        values = torch.stack([total.detach(), *(losses[key].detach().to(total.dtype) for key in checks)])
+        bound = self.divergence_bound
+        healthy = values.abs() < bound if bound is not None else torch.isfinite(values)
+        if bool(healthy.all()):
+            return
+        named = {TOTAL_LOSS: total, **{k: losses[k] for k in self.objective if k in losses}}
+        named.update({key: losses[key] for key in checks})
+        read = {key: float(value.detach().float().mean()) for key, value in named.items()}
+        offending = [
+            key
+            for key, value in read.items()
+            if not math.isfinite(value) or (bound is not None and abs(value) >= bound)
+        ]
+        raise DivergedUpdate(offending or list(read), read, bound)
+
     def update(self, batch: Any, optimizers: list[Any], backward: Any = None) -> dict[str, torch.Tensor]:
         """One gradient step on `batch`; returns the losses and diagnostics to log.
 
@@ -205,12 +242,7 @@ class Learner(nn.Module):
         losses = self.compute_losses(self.prepare_batch(batch))
         terms = [losses[key] for key in self.objective if key in losses]
         total = torch.stack(terms).sum()
-        checked = total
-        for key in self.finite_checks:
-            if key in losses:
-                checked = checked + losses[key]
-        if not torch.isfinite(checked):
-            raise NonFiniteLoss([k for k, v in losses.items() if not torch.isfinite(v).all()])
+        self.check_divergence(total, losses)
         for opt in optimizers:
             opt.zero_grad()
         (backward or torch.Tensor.backward)(total)

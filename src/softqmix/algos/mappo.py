@@ -64,10 +64,13 @@ class MAPPOConfig(LearnerConfig):
 
 
 def validate_mappo(cfg: MAPPOConfig) -> None:
-    if cfg.ppo_epochs < 1 or cfg.num_mini_batch < 1 or cfg.rollout_episodes < cfg.num_mini_batch:
+    """Out-of-range values (softqmix.config.VALUE_RULES), then settings that contradict each other."""
+    from softqmix.config import check_learner_ranges
+
+    check_learner_ranges(cfg)
+    if cfg.rollout_episodes < cfg.num_mini_batch:
         raise ConfigError(
-            "algo.ppo_epochs and algo.num_mini_batch must be >= 1 and algo.rollout_episodes >= num_mini_batch, "
-            f"got {cfg.ppo_epochs}, {cfg.num_mini_batch}, {cfg.rollout_episodes}"
+            f"algo.rollout_episodes ({cfg.rollout_episodes}) must be >= algo.num_mini_batch ({cfg.num_mini_batch})"
         )
 
 

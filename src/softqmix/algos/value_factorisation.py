@@ -62,7 +62,11 @@ class ValueFactorisationConfig(ReplayLearnerConfig):
 
 
 def validate_value_factorisation(cfg: ValueFactorisationConfig) -> None:
-    """Reject switch combinations that have no meaning, with the fix in the message."""
+    """Reject out-of-range values (softqmix.config.VALUE_RULES) and switch combinations that have no meaning,
+    with the fix in the message."""
+    from softqmix.config import check_learner_ranges
+
+    check_learner_ranges(cfg)
     spec = mixer_spec(cfg.mixer)
     if spec.per_agent and (cfg.use_f or cfg.weighted_td or cfg.use_g):
         raise ConfigError(
@@ -71,10 +75,6 @@ def validate_value_factorisation(cfg: ValueFactorisationConfig) -> None:
         )
     if cfg.alpha <= 0 and (cfg.soft_target or cfg.behaviour is Behaviour.softmax):
         raise ConfigError(f"algo.alpha must be > 0 for a soft target or a softmax behaviour, got {cfg.alpha}")
-    if cfg.behaviour_alpha is not None and cfg.behaviour_alpha <= 0:
-        raise ConfigError(f"algo.behaviour_alpha must be > 0 or null, got {cfg.behaviour_alpha}")
-    if not 0.0 <= cfg.td_lambda <= 1.0 or not 0.0 <= cfg.gamma <= 1.0:
-        raise ConfigError(f"algo.td_lambda and algo.gamma must lie in [0, 1], got {cfg.td_lambda}, {cfg.gamma}")
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(f"algo.batch_size ({cfg.batch_size}) exceeds algo.buffer_size ({cfg.buffer_size})")
 
@@ -128,7 +128,7 @@ class ValueFactorisation(Learner):
     """Agent net, transforms g and f, mixer and their targets; the TD(lambda) and policy losses."""
 
     objective = ("loss/td", "loss/policy")
-    finite_checks = ("train/q_taken_mean",)
+    finite_checks = ("train/q_taken_mean", "train/q_tot_abs_mean")
     divergence_hint = "lower algo.critic_lr / algo.policy_lr or algo.alpha, or check the env's rewards"
 
     def __init__(

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, IterableDataset
 
 from softqmix import checkpointing
-from softqmix.algos.learner import Learner, NonFiniteLoss
+from softqmix.algos.learner import DivergedUpdate, Learner
 from softqmix.algos.registry import AlgorithmSpec, algorithm, build_learner
 from softqmix.config import Collection
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
@@ -79,6 +79,7 @@ class TrainingLoop(L.LightningModule):
         env_info: EnvInfo | dict[str, Any],
         obs_last_action: bool,
         schedule: RunSchedule | dict[str, int],
+        divergence_bound: float | None = None,
     ) -> None:
         super().__init__()
         self.env_info = env_info if isinstance(env_info, EnvInfo) else EnvInfo(**env_info)
@@ -90,6 +91,7 @@ class TrainingLoop(L.LightningModule):
         self.learner: Learner = build_learner(
             algo, self.env_info, obs_last_action, self.progress, t_max=self.schedule.t_max
         )
+        self.learner.divergence_bound = divergence_bound  # trainer.divergence_bound; None: NaN and inf only
         self.save_hyperparameters(
             {
                 "algo": OmegaConf.to_container(OmegaConf.structured(self.learner.cfg), enum_to_str=True),
@@ -256,19 +258,37 @@ class TrainingLoop(L.LightningModule):
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         try:
             losses = self.learner.update(batch.to(self.device), optimizers, self.manual_backward)
-        except NonFiniteLoss as bad:
-            self.raise_diverged(bad.keys)
+        except DivergedUpdate as bad:
+            self.raise_diverged(bad)
         self.timing.update_seconds += time.perf_counter() - started
         self.timing.updates += 1
         self.record_update(losses)
 
-    def raise_diverged(self, keys: list[str]) -> None:
+    def raise_diverged(self, bad: DivergedUpdate) -> None:
+        """The update that `bad` stopped as a TrainingDiverged naming the quantities, their values, the env step,
+        the update and the checkpoint kept (no checkpoint is written after a divergence)."""
         where = self.checkpoint_dir / checkpointing.LAST_CHECKPOINT if self.checkpoint_dir else None
-        kept = f"the last good checkpoint is kept at {where}" if where and where.exists() else "no checkpoint yet"
+        kept = where if where is not None and where.exists() else None
+        what = f"the last good checkpoint is kept at {kept}" if kept else "no checkpoint yet"
+        update = self.progress.updates + 1  # the update that diverged; it was not applied
+        non_finite = [key for key in bad.keys if not math.isfinite(bad.values[key])]
+        large = [key for key in bad.keys if key not in non_finite]
+        problems = [f"non-finite {', '.join(non_finite)}"] if non_finite else []
+        if large:
+            values = ", ".join(f"{key}={bad.values[key]:.3g}" for key in large)
+            problems.append(f"{values} reached trainer.divergence_bound={bad.bound:g}")
         hint = self.learner.divergence_hint
+        if large:
+            hint += " (or raise trainer.divergence_bound; null stops only on NaN/inf)"
         raise TrainingDiverged(
-            f"non-finite {', '.join(keys)} at env step {self.progress.t_env} (update {self.progress.updates}); "
-            f"{kept}. {hint[0].upper()}{hint[1:]}"
+            f"diverged at env step {self.progress.t_env} (update {update}): {'; '.join(problems)}; {what}. "
+            f"{hint[0].upper()}{hint[1:]}",
+            env_step=self.progress.t_env,
+            update=update,
+            values=bad.values,
+            offending=bad.keys,
+            bound=bad.bound,
+            checkpoint=str(kept) if kept else None,
         )
 
     # ------------------------------------------------------------------ metrics
@@ -375,7 +395,8 @@ class TrainingLoop(L.LightningModule):
             checkpoint["collector"] = self.train_collector.state_dict()
         checkpoint["buffer_stamp"] = None
         if self.save_buffer and self.buffer is not None and self.checkpoint_dir is not None:
-            checkpointing.save_buffer(self.buffer, self.checkpoint_dir / checkpointing.BUFFER_FILE, self.progress.t_env)
+            path = checkpointing.buffer_path(self.checkpoint_dir, self.progress.t_env)
+            checkpointing.save_buffer(self.buffer, path, self.progress.t_env)
             checkpoint["buffer_stamp"] = self.progress.t_env
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -393,9 +414,8 @@ class TrainingLoop(L.LightningModule):
         """Called when the stream starts: after Lightning has built its iterators (which draw from
         the torch RNG), so the restored RNG continues exactly where the checkpointed run stopped."""
         if self._buffer_stamp_to_load is not None and self.buffer is not None and self.checkpoint_dir is not None:
-            checkpointing.load_buffer(
-                self.buffer, self.checkpoint_dir / checkpointing.BUFFER_FILE, self._buffer_stamp_to_load
-            )
+            path = checkpointing.saved_buffer_path(self.checkpoint_dir, self._buffer_stamp_to_load)
+            checkpointing.load_buffer(self.buffer, path, self._buffer_stamp_to_load)
             self._buffer_stamp_to_load = None
         if self._rng_to_restore is not None:
             checkpointing.restore_rng_state(self._rng_to_restore)
