@@ -90,3 +90,22 @@ def test_third_party_prints_and_logs_go_to_the_log_file_and_everything_is_restor
     with third_party_output():
         print("printed again")
     assert capsys.readouterr().out == "printed again\n"
+
+
+def test_third_party_output_is_caught_even_when_the_library_resets_sys_stdout(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Importing jaxmarl imports modules that put sys.stdout back to the terminal's stream before jaxmarl
+    prints; the capture works at the file descriptors, so those lines (and raw writes) still reach the log."""
+    log = tmp_path / "train.log"
+    with run_console(log, quiet=True):
+        with third_party_output():
+            sys.stdout = sys.__stdout__  # what an imported module may do
+            print("Importing submoduled environments...", flush=True)
+            os.write(2, b"a raw line on the error descriptor\n")
+        print("ours", flush=True)
+    out = capfd.readouterr()
+    assert "Importing" not in out.out + out.err and "raw line" not in out.out + out.err
+    assert "ours" in out.out
+    text = log.read_text()
+    assert "Importing submoduled environments..." in text and "a raw line on the error descriptor" in text

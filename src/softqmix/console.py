@@ -19,6 +19,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -179,16 +182,41 @@ def active_console() -> RunConsole | None:
 @contextlib.contextmanager
 def third_party_output() -> Iterator[None]:
     """Inside a quiet console: what third-party code prints here goes to the log file (e.g. jaxmarl's import
-    lines). Elsewhere: nothing changes."""
+    lines). Elsewhere: nothing changes.
+
+    Captured at the file descriptors, not only through `sys.stdout`: importing jaxmarl imports modules that put
+    `sys.stdout` back to the terminal's stream before jaxmarl prints, which a `redirect_stdout` does not survive.
+    """
     if _active is None or not _active.quiet:
         yield
         return
-    stream = _LinesToLog(logging.getLogger(PRINTS_LOGGER))
-    with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+    logger = logging.getLogger(PRINTS_LOGGER)
+    stream = _LinesToLog(logger)
+    for handle in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            handle.flush()
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        saved = [os.dup(1), os.dup(2)]
         try:
-            yield
+            os.dup2(captured.fileno(), 1)
+            os.dup2(captured.fileno(), 2)
+            with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+                try:
+                    yield
+                finally:
+                    stream.flush()
+                    for handle in (sys.__stdout__, sys.__stderr__):
+                        with contextlib.suppress(Exception):
+                            handle.flush()
         finally:
-            stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                if line.strip():
+                    logger.info(line.rstrip())
 
 
 def describe_wandb_run(experiment: Any) -> str | None:
