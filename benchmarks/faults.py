@@ -55,7 +55,7 @@ from softqmix.train import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-from tests.fault_child import FullDisk  # noqa: E402  (the injection the tests use)
+from tests.fault_child import FullDisk, full_disk_script  # noqa: E402  (the injection the tests use)
 
 TINY = ["experiment=debug/tiny", "logger=csv", "checkpoint.save_buffer=true", "checkpoint.interval=100"]
 NO_SPACE = "no space left on the device (the disk is full)"
@@ -157,6 +157,15 @@ def finish(run_dir: Path, elsewhere: Path) -> None:
         train(config(TINY), run_dir)
 
 
+def finish_error(run_dir: Path, elsewhere: Path) -> str | None:
+    """`finish` the run; its error in one line, or None when the run could be finished."""
+    try:
+        finish(run_dir, elsewhere)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def category(name: str, cases: list[dict[str, Any]], command: str, fault: bool, bad_input: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "command": command}
     if fault:
@@ -191,11 +200,7 @@ def kills_in_writes(work: Path, want: list[dict[str, str]], max_n: int) -> list[
                 step = checkpoint_step(run_dir)
                 previous_ok = step == (100 * (n - 1) if n > 1 else None)  # the one before the killed one, or none
                 inside = bool(temp_files(run_dir))  # the kill left the write's temp file behind
-                error = None
-                try:
-                    finish(run_dir, work / "elsewhere")
-                except Exception as exc:
-                    error = f"{type(exc).__name__}: {exc}"
+                error = finish_error(run_dir, work / "elsewhere")
                 lost = rows_lost(rows(run_dir), want)
                 killed = proc.returncode == -signal.SIGKILL
                 cases.append(
@@ -249,11 +254,7 @@ def full_disk_everywhere(work: Path, want: list[dict[str, str]]) -> list[dict[st
             got = rows(run_dir)
             whole = got == want[: len(got)] and not temp_files(run_dir)  # no torn row, no lost row, no temp file
             step = checkpoint_step(run_dir)
-            error = None
-            try:
-                finish(run_dir, work / "elsewhere")
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
+            error = finish_error(run_dir, work / "elsewhere")
             lost = rows_lost(rows(run_dir), want)
             cases.append(
                 {
@@ -291,18 +292,7 @@ def real_full_disk(work: Path, mpe: list[str], want: list[dict[str, str]]) -> li
     mnt, out = work / "disk", work / "disk_out"
     mnt.mkdir()
     out.mkdir()
-    script = f"""
-        mount -t tmpfs -o size=16m none "$MNT" || exit 90
-        "$PY" "$TRAIN" {" ".join(mpe)} hydra.run.dir="$MNT/run" > /dev/null 2> "$OUT/stderr" &
-        pid=$!
-        while [ ! -e "$MNT/run/checkpoints/last.ckpt" ] && kill -0 $pid 2>/dev/null; do sleep 0.2; done
-        dd if=/dev/zero of="$MNT/filler" bs=64k 2>/dev/null
-        wait $pid; echo $? > "$OUT/rc"
-        cp -a "$MNT/run" "$OUT/broken"
-        rm "$MNT/filler"
-        "$PY" "$TRAIN" resume="$MNT/run" > /dev/null 2> "$OUT/resume_stderr"; echo $? > "$OUT/resume_rc"
-        cp -a "$MNT/run" "$OUT/final"
-    """
+    script = full_disk_script(" ".join(mpe), "broken") + '        cp -a "$MNT/run" "$OUT/final"\n'
     proc = in_namespace(script, work, MNT=str(mnt), OUT=str(out))
     stderr = (out / "stderr").read_text() if (out / "stderr").exists() else proc.stderr
     line = one_error_line(stderr)

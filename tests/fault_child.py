@@ -111,3 +111,20 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+def full_disk_script(train_args: str, copy_full_run_to: str, stdout: str = "/dev/null") -> str:
+    """A shell script (run as root in a mount namespace, with $PY, $TRAIN, $MNT, $OUT set) that trains on a
+    16 MB tmpfs, fills it (dd) once the first checkpoint is written, keeps the refused run under
+    $OUT/<copy_full_run_to>, empties the disk and resumes; exit codes in $OUT/rc and $OUT/resume_rc."""
+    return f"""
+        mount -t tmpfs -o size=16m none "$MNT" || exit 90
+        "$PY" "$TRAIN" {train_args} hydra.run.dir="$MNT/run" > {stdout} 2> "$OUT/stderr" &
+        pid=$!
+        while [ ! -e "$MNT/run/checkpoints/last.ckpt" ] && kill -0 $pid 2>/dev/null; do sleep 0.2; done
+        dd if=/dev/zero of="$MNT/filler" bs=64k 2>/dev/null
+        wait $pid; echo $? > "$OUT/rc"
+        cp -a "$MNT/run" "$OUT/{copy_full_run_to}"
+        rm "$MNT/filler"
+        "$PY" "$TRAIN" resume="$MNT/run" > /dev/null 2> "$OUT/resume_stderr"; echo $? > "$OUT/resume_rc"
+    """

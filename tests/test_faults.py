@@ -32,7 +32,7 @@ from softqmix.checkpointing import checkpoint_path
 from softqmix.errors import OutputWriteError, RunDirNotWritable
 from softqmix.rundir import LOCK_FILE
 from softqmix.train import train
-from tests.fault_child import FullDisk
+from tests.fault_child import FullDisk, full_disk_script
 from tests.helpers import REPO_ROOT
 from tests.test_reliability import SignalAt, _cli, _one_error_line, _rows
 
@@ -202,18 +202,8 @@ def test_a_real_full_disk_stops_the_run_in_one_line_and_it_resumes_once_there_is
     mnt.mkdir()
     out.mkdir()
     args = "experiment=debug/mpe logger=csv checkpoint.interval=500 checkpoint.save_buffer=true"
-    script = f"""
-        mount -t tmpfs -o size=16m none "$MNT" || exit 90
-        "$PY" "$TRAIN" {args} hydra.run.dir="$MNT/run" > "$OUT/stdout" 2> "$OUT/stderr" &
-        pid=$!
-        while [ ! -e "$MNT/run/checkpoints/last.ckpt" ] && kill -0 $pid 2>/dev/null; do sleep 0.2; done
-        dd if=/dev/zero of="$MNT/filler" bs=64k 2>/dev/null
-        wait $pid; echo $? > "$OUT/rc"
-        cp -a "$MNT/run" "$OUT/full"
-        rm "$MNT/filler"
-        "$PY" "$TRAIN" resume="$MNT/run" > /dev/null 2> "$OUT/resume_stderr"; echo $? > "$OUT/resume_rc"
-        cp "$MNT/run/summary.json" "$OUT/summary.json"
-    """
+    script = full_disk_script(args, "full", stdout='"$OUT/stdout"')
+    script += '        cp "$MNT/run/summary.json" "$OUT/summary.json"\n'
     proc = _in_namespace(script, tmp_path, MNT=str(mnt), OUT=str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     stderr = (out / "stderr").read_text()
