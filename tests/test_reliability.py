@@ -566,3 +566,21 @@ def test_the_divergence_check_folds_the_bound_into_the_finite_test() -> None:
     with pytest.raises(DivergedUpdate) as err:
         learner.check_divergence(torch.tensor(float("nan")), losses(0.0))
     assert err.value.keys == ["loss/total"]
+
+
+@pytest.mark.parametrize("pacing", [["algo.updates_per_collect=2"], ["algo.env_steps_per_update=2"]])
+def test_a_run_stopped_between_one_collections_updates_resumes_exactly(
+    compose_train, tmp_path: Path, pacing: list[str]
+) -> None:
+    """Two updates per 4-step collection: the signal lands after the first, so the checkpoint owes one."""
+    config = [*SMALL, *pacing]
+    straight = train(compose_train(config), tmp_path / "straight")
+    stopped = train(compose_train(config), tmp_path / "split", extra_callbacks=[SignalAt(500, signal.SIGTERM)])
+    assert stopped["status"] == "preempted"
+    saved = torch.load(checkpoint_path(tmp_path / "split"), weights_only=False)
+    assert saved["progress"]["updates_owed"] == 1
+
+    resumed = train(compose_train([*config, f"resume={tmp_path / 'split'}"]), tmp_path / "elsewhere")
+    assert resumed["updates"] == straight["updates"]
+    assert _rows(tmp_path / "split") == _rows(tmp_path / "straight")
+    assert resumed["matrix_game"]["q_tot"] == straight["matrix_game"]["q_tot"]

@@ -185,6 +185,7 @@ VALUE_RULES: tuple[tuple[str, Range | None], ...] = (
     ("algo.buffer_size", POSITIVE),
     ("algo.batch_size", POSITIVE),
     ("algo.updates_per_collect", POSITIVE),
+    ("algo.env_steps_per_update", POSITIVE),  # null: updates_per_collect per collection
     ("algo.burn_in_episodes", NON_NEGATIVE),
     ("algo.target_update_interval", POSITIVE),
     ("algo.reward_scale", POSITIVE),

@@ -23,6 +23,10 @@ class TrainingProgress:
     last_test_t: int = -1
     last_log_t: int = 0
     last_checkpoint_t: int = 0
+    # updates the last collection earned and not yet run (a checkpoint can fall between them), and the env
+    # steps collected toward the next update when updates are paced by env steps (algo.env_steps_per_update)
+    updates_owed: int = 0
+    steps_toward_update: int = 0
 
     def state_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from softqmix.algos.action_selection import LinearSchedule, masked_logits
-from softqmix.algos.learner import Learner, Optimizer, OptimizerGroup, ReplayLearnerConfig
+from softqmix.algos.learner import Learner, Optimizer, OptimizerGroup, ReplayLearnerConfig, check_update_pacing
 from softqmix.algos.policy_actor import PolicyActor
 from softqmix.algos.registry import AlgorithmSpec, register_algorithm
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
@@ -62,6 +62,7 @@ def validate_fop(cfg: FOPConfig) -> None:
     from softqmix.config import check_learner_ranges
 
     check_learner_ranges(cfg)
+    check_update_pacing(cfg)
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(f"algo.batch_size ({cfg.batch_size}) exceeds algo.buffer_size ({cfg.buffer_size})")
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from softqmix.algos.rewards import RewardTransform
 from softqmix.envs.base import EnvInfo
+from softqmix.errors import ConfigError
 from softqmix.progress import TrainingProgress
 
 
@@ -69,6 +70,10 @@ class ReplayLearnerConfig(LearnerConfig):
     replay_float: ReplayFloat = ReplayFloat.float32  # how the buffer stores observations and states
     batch_size: int = 128  # episodes per update
     updates_per_collect: int = 1  # gradient steps per collection of batch_size_run episodes
+    # null: `updates_per_collect` per collection (pymarl). N: one gradient step per N env steps collected, the
+    # remainder carried to the next collection (JaxMARL's and HARL's pacing; episode lengths then do not change
+    # how often the learner updates). Set one of the two.
+    env_steps_per_update: int | None = None
     burn_in_episodes: int = 0  # no update before the buffer holds this many episodes (and batch_size)
     target_update_interval: int = 200  # hard target copies every this many `target_update_unit`
     target_update_unit: TargetUnit = TargetUnit.episodes
@@ -77,6 +82,26 @@ class ReplayLearnerConfig(LearnerConfig):
     epsilon_start: float = 1.0
     epsilon_finish: float = 0.05
     epsilon_anneal_time: int = 100_000  # env steps
+
+
+def check_update_pacing(cfg: ReplayLearnerConfig) -> None:
+    """Updates are paced per collection or per env step, not both: a run given both would silently drop one."""
+    if cfg.env_steps_per_update is not None and cfg.updates_per_collect != 1:
+        raise ConfigError(
+            f"algo.env_steps_per_update={cfg.env_steps_per_update} paces updates by env steps, and "
+            f"algo.updates_per_collect={cfg.updates_per_collect} paces them per collection; set one of the two "
+            "(algo.updates_per_collect=1 or algo.env_steps_per_update=null)"
+        )
+
+
+def updates_earned(cfg: ReplayLearnerConfig, progress: TrainingProgress, env_steps: int) -> int:
+    """Gradient steps that a collection of `env_steps` env steps earns; per env step, the remainder is carried
+    in `progress.steps_toward_update` (checkpointed, so a resumed run updates at the same steps)."""
+    if cfg.env_steps_per_update is None:
+        return cfg.updates_per_collect
+    progress.steps_toward_update += env_steps
+    earned, progress.steps_toward_update = divmod(progress.steps_toward_update, cfg.env_steps_per_update)
+    return earned
 
 
 def typed_config(schema: type, algo: Any) -> Any:

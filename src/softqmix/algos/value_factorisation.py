@@ -16,7 +16,7 @@ from torch import nn
 
 from softqmix.algos.action_selection import LinearSchedule, greedy_actions, masked_logits, sample_softmax
 from softqmix.algos.behaviour import Behaviour, BehaviourPolicy
-from softqmix.algos.learner import Learner, OptimizerGroup, ReplayLearnerConfig
+from softqmix.algos.learner import Learner, OptimizerGroup, ReplayLearnerConfig, check_update_pacing
 from softqmix.algos.registry import AlgorithmSpec, register_algorithm
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
 from softqmix.data.buffer import EpisodeBatch
@@ -67,6 +67,7 @@ def validate_value_factorisation(cfg: ValueFactorisationConfig) -> None:
     from softqmix.config import check_learner_ranges
 
     check_learner_ranges(cfg)
+    check_update_pacing(cfg)
     spec = mixer_spec(cfg.mixer)
     if spec.per_agent and (cfg.use_f or cfg.weighted_td or cfg.use_g):
         raise ConfigError(

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, IterableDataset
 
 from softqmix import checkpointing
-from softqmix.algos.learner import DivergedUpdate, Learner
+from softqmix.algos.learner import DivergedUpdate, Learner, updates_earned
 from softqmix.algos.registry import AlgorithmSpec, algorithm, build_learner
 from softqmix.config import Collection
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
@@ -222,13 +222,22 @@ class TrainingLoop(L.LightningModule):
     def _replay_batches(self) -> Iterator[EpisodeBatch]:
         cfg, buffer, rounds = self.learner.cfg, self.buffer, self.rounds
         assert buffer is not None and rounds is not None
+        yield from self._owed_updates()  # a run resumed from a checkpoint taken between one collection's updates
         for round_ in rounds.rounds(self.progress.t_env, self._keep_going):
             buffer.insert(round_.episodes)
             self._record(round_)
             if buffer.can_sample(max(cfg.batch_size, cfg.burn_in_episodes)):
-                for _ in range(cfg.updates_per_collect):
-                    yield buffer.sample(cfg.batch_size)
-                    rounds.after_update()
+                self.progress.updates_owed += updates_earned(cfg, self.progress, round_.stats.env_steps)
+                yield from self._owed_updates()
+
+    def _owed_updates(self) -> Iterator[EpisodeBatch]:
+        """The updates earned so far; the count drops before each one, so a checkpoint taken after it (in
+        on_train_batch_end) records only those still to run."""
+        assert self.buffer is not None and self.rounds is not None
+        while self.progress.updates_owed > 0:
+            self.progress.updates_owed -= 1
+            yield self.buffer.sample(self.learner.cfg.batch_size)
+            self.rounds.after_update()
 
     def _rollout_minibatches(self) -> Iterator[Any]:
         assert isinstance(self.rounds, SerialRounds)
