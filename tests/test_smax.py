@@ -244,3 +244,32 @@ def test_smax_compiles_each_step_function_once(compose_train) -> None:
     game = env._game
     assert game.step._cache_size() == 1 and game.reset._cache_size() == 1
     assert game.step_many._cache_size() == 1 and game.reset_many._cache_size() == 1
+
+
+def test_a_vector_env_compiles_no_single_env_function(compose_train) -> None:
+    """The sizes come from a trace of reset; only the vmapped functions that collection calls are compiled."""
+    from softqmix.envs.smax import SMAXVectorEnv
+
+    cfg = compose_train(["env=smax/terran_5v5"])
+    fields = {
+        k: v for k, v in OmegaConf.to_container(cfg.env).items() if k not in ("family", "name", "obs_last_action")
+    }
+    vector = SMAXVectorEnv(2, **{**fields, "world_steps_per_env_step": 7})  # a game no other test compiled
+    assert vector.info().obs_dim > 0 and vector.info().state_dim > 0
+    obs = vector.reset([0, 1])
+    vector.step([0, 1], np.stack([o.avail.argmax(-1) for o in obs]))
+    game = vector._game
+    assert game.reset._cache_size() == 0 and game.step._cache_size() == 0
+    assert game.reset_many._cache_size() == 1 and game.step_many._cache_size() == 1
+
+
+def test_smax_uses_the_configured_jax_compilation_cache(compose_train, tmp_path) -> None:
+    import jax
+
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        cfg = compose_train(["env=smax/zerg_5v5", f"env.jax_cache_dir={tmp_path / 'jax'}"])
+        make_env(cfg.env)
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "jax") and (tmp_path / "jax").is_dir()
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
