@@ -23,7 +23,7 @@ these values set here, each to run our scenario for our budget:
   * WANDB_MODE disabled, no SAVE_PATH. The metrics come back from the training scan itself: setup_jaxmarl.sh
     makes the update step return its metrics row (the one line it changes in JaxMARL's code).
 The output JSON holds, per seed, the greedy test win rate and return at each test point (env steps), and
-the wall time.
+the wall time, split into compilation (the training function is compiled ahead of its run) and the run.
 """
 
 from __future__ import annotations
@@ -106,13 +106,18 @@ def main() -> None:
     )
     env = SMAXLogWrapper(env)
 
-    curves, walls = {}, {}
+    curves, walls, compile_s, run_s = {}, {}, {}, {}
     for seed in args.seeds:
         config["SEED"] = seed
         started = time.time()
-        train = jax.jit(jax.vmap(qmix.make_train(config, env)))
-        outs = jax.block_until_ready(train(jax.random.split(jax.random.PRNGKey(seed), 1)))
+        keys = jax.random.split(jax.random.PRNGKey(seed), 1)
+        # compiled ahead of the run, so that the two can be timed apart (the same work as calling the jitted
+        # function, which would compile on its first call)
+        compiled = jax.jit(jax.vmap(qmix.make_train(config, env))).lower(keys).compile()
+        compiled_at = time.time()
+        outs = jax.block_until_ready(compiled(keys))
         walls[str(seed)] = time.time() - started
+        compile_s[str(seed)], run_s[str(seed)] = compiled_at - started, time.time() - compiled_at
         metrics = {k: np.asarray(v)[0] for k, v in outs["metrics"].items()}  # each [updates]
         # the test state is refreshed every TEST_INTERVAL of the updates (and repeated in between): keep those
         interval = int(config["NUM_UPDATES"] * config["TEST_INTERVAL"])
@@ -138,6 +143,8 @@ def main() -> None:
             "steps": args.steps,
             "seeds": [int(k) for k in curves],
             "wall_s_per_seed": walls,  # compilation included (one compile per seed)
+            "compile_s_per_seed": compile_s,  # tracing and XLA compilation of the whole training function
+            "run_s_per_seed": run_s,  # the compiled training alone
             "env_steps_per_s": args.steps * len(curves) / sum(walls.values()),
             "config": config,
             "curves": curves,

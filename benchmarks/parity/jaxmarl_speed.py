@@ -3,17 +3,33 @@
   python benchmarks/parity/jaxmarl_speed.py --jaxmarl-python DEST/venv/bin/python --jaxmarl-dir DEST/JaxMARL \
       --env smax/protoss_5v5 --algo qmix soft_qmix mappo --steps 100000 --out benchmarks/results/jaxmarl_speed.json
 
-DEST comes from `setup_jaxmarl.sh DEST`. Each row is one training run of `--steps` env steps, timed from process
-start to end (start-up and JAX compilation included on both sides), with the CPU seconds of the process and its
-children, so `cores_used` = CPU / wall. Matched where the two codes allow:
-  * QMIX (and Soft-QMIX, ours only): agent GRU hidden 64 on both; JaxMARL's `qmix_rnn.py` with its SMAX config
-    (16 envs x 128 steps, 8 gradient steps on 32 trajectories per rollout: one per 256 env steps), run through
-    jaxmarl_qmix.py; ours with 4 envs, batch 32 episodes, one update per 4 episodes (about one per 250-300 env
-    steps on protoss 5v5), `trainer.torch_threads=1`, no periodic tests (one final test of 32 battles).
-  * MAPPO: JaxMARL's `mappo_rnn_smax.py` with its config (128 envs x 128 steps, GRU 128), our scenario plugged
-    into its env as jaxmarl_qmix.py does; ours with its defaults (8 episodes per rollout, GRU 64).
-The JSON has one row per code and algorithm: code (ours | jaxmarl), algo, env_steps, wall_s, cpu_s, cores_used,
-env_steps_per_s.
+DEST comes from `setup_jaxmarl.sh DEST`. Each training run goes for `--steps` env steps and is timed from process
+start to end (imports, start-up and JAX compilation included on both sides), with the CPU seconds of the process
+and its children, so `cores_used` = CPU / wall. Every configuration runs twice with a fresh JAX persistent
+compilation cache: the first run (`cache: cold`) compiles everything and fills the cache, the second
+(`cache: warm`) loads the compiled functions, which is what every later run on a machine (and every run of a sweep
+after the first) sees. Ours uses the cache by default (env.jax_cache_dir); JaxMARL's scripts do not set one, so
+the harness gives them the same cache through JAX_COMPILATION_CACHE_DIR. JaxMARL's rows also split the wall time
+into compilation of its training function (`compile_s`, compiled ahead of the run) and the run itself (`run_s`);
+ours report the time inside the training loop (`fit_s`: collection, updates, tests, and any compilation of SMAX's
+functions, which happens on their first call).
+
+Matched where the two codes allow (`--matched`, the default; `--ours-defaults` runs ours with its plain defaults):
+  * QMIX (and Soft-QMIX, ours only): agent GRU hidden 64 and batches of 32 trajectories on both. JaxMARL's
+    `qmix_rnn.py` with its SMAX config runs 16 envs x 128 steps per rollout and 8 gradient steps per rollout: one
+    per 256 env steps (jaxmarl_qmix.py). Ours: 16 envs (batch_size_run=16), one update per 256 env steps
+    (algo.env_steps_per_update=256), collection overlapped with learning in a thread (pool.collection=thread),
+    `trainer.torch_threads=1`.
+  * MAPPO: JaxMARL's `mappo_rnn_smax.py` with its config (128 envs x 128 steps per rollout, 4 epochs x 4
+    minibatches, GRU and layers 128), our scenario plugged into its env as jaxmarl_qmix.py does. Ours: 128 episodes
+    per rollout from 64 envs, 4 epochs x 4 minibatches, GRU and critic 128. SMAX battles last about 50-70 steps, so
+    our rollouts hold about half of JaxMARL's 16384 env steps and ours makes about twice its gradient steps per
+    env step.
+  * Tests: ours 32 greedy battles at the start and at the end; JaxMARL's QMIX 128 greedy battles twice (its
+    TEST_INTERVAL 0.5); JaxMARL's MAPPO none.
+The JSON has one row per code, algorithm and cache state: code (ours | jaxmarl), algo, cache, env_steps, wall_s,
+cpu_s, cores_used, env_steps_per_s (= env_steps / wall_s), and the split above. `load_before` is the machine's
+1-minute load average when the run started (other work on the machine slows both codes).
 """
 
 from __future__ import annotations
@@ -54,35 +70,96 @@ mappo.HeuristicEnemySMAX = ours
 config = OmegaConf.to_container(OmegaConf.load(sys.argv[1] + "/baselines/MAPPO/config/mappo_homogenous_rnn_smax.yaml"))
 config.update({"MAP_NAME": sys.argv[6], "TOTAL_TIMESTEPS": float(sys.argv[3]), "WANDB_MODE": "disabled"})
 wandb.init(mode="disabled")
-jax.block_until_ready(jax.jit(mappo.make_train(config))(jax.random.PRNGKey(0)))
+started = time.time()
+key = jax.random.PRNGKey(0)
+compiled = jax.jit(mappo.make_train(config)).lower(key).compile()
+compiled_at = time.time()
+jax.block_until_ready(compiled(key))
+print(json.dumps({"compile_s": compiled_at - started, "run_s": time.time() - compiled_at}))
 """
 
+OURS_MATCHED = {
+    "qmix": ["algo.batch_size=32", "batch_size_run=16", "algo.env_steps_per_update=256", "pool.collection=thread"],
+    "mappo": [
+        "batch_size_run=64",
+        "algo.rollout_episodes=128",
+        "algo.ppo_epochs=4",
+        "algo.num_mini_batch=4",
+        "algo.rnn_hidden_dim=128",
+        "algo.critic_hidden_dim=128",
+    ],
+}
+OURS_MATCHED["soft_qmix"] = OURS_MATCHED["qmix"]
+OURS_DEFAULTS = {"qmix": ["algo.batch_size=32"], "soft_qmix": ["algo.batch_size=32"], "mappo": []}
 
-def timed(command: list[str], cwd: Path) -> tuple[float, float, int]:
-    """Wall and CPU seconds (this child and its children) of one command, and its exit code."""
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, int, str]:
+    """Wall and CPU seconds (this child and its children) of one command, its exit code and its stdout."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **env})
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), proc.returncode
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), proc.returncode, proc.stdout
 
 
-def row(code: str, algo: str, steps: int, wall: float, cpu: float, rc: int) -> dict[str, object]:
+def row(code: str, algo: str, cache: str, steps: int, wall: float, cpu: float, rc: int, **split: float) -> dict:
     result = {
         "code": code,
         "algo": algo,
+        "cache": cache,
         "env_steps": steps,
         "wall_s": round(wall, 1),
         "cpu_s": round(cpu, 1),
         "cores_used": round(cpu / wall, 2),
         "env_steps_per_s": round(steps / wall, 1),
+        **{k: round(v, 1) for k, v in split.items()},
         "exit_code": rc,
     }
     print(json.dumps(result), flush=True)
     return result
+
+
+def run_ours(algo: str, args: argparse.Namespace, scratch: Path, cache_dir: Path, overrides: list[str]) -> list[dict]:
+    rows = []
+    for cache in ("cold", "warm"):
+        run_dir = scratch / f"ours_{algo}_{cache}"
+        command = [sys.executable, "train.py", f"algo={algo}", f"env={args.env}", f"t_max={args.steps}", *overrides]
+        command += [f"test_interval={args.steps}", "test_nepisode=32", "logger=csv", "trainer.torch_threads=1"]
+        command += ["checkpoint.interval=0", f"env.jax_cache_dir={cache_dir}", f"hydra.run.dir={run_dir}"]
+        load = os.getloadavg()[0]
+        wall, cpu, rc, _ = timed(command, REPO, {"JAX_PLATFORMS": "cpu"})
+        summary = json.loads((run_dir / "summary.json").read_text()) if rc == 0 else {}
+        steps = summary.get("env_steps", args.steps)
+        rows.append(row("ours", algo, cache, steps, wall, cpu, rc, fit_s=summary.get("wall_seconds", float("nan"))))
+        rows[-1].update(load_before=round(load, 2), updates=summary.get("updates"), overrides=overrides)
+    return rows
+
+
+def run_jaxmarl(algo: str, args: argparse.Namespace, scratch: Path, cache_dir: Path, race: str, scenario: str) -> list:
+    types = {"protoss": ["stalker", "zealot"], "terran": ["marine", "marauder"], "zerg": ["zergling", "hydralisk"]}
+    rows = []
+    for cache in ("cold", "warm"):
+        env = {"JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache_dir)}
+        load = os.getloadavg()[0]
+        if algo == "qmix":
+            out = scratch / f"jaxmarl_qmix_{cache}.json"
+            command = [str(args.jaxmarl_python), str(REPO / "benchmarks/parity/jaxmarl_qmix.py")]
+            command += ["--jaxmarl-dir", str(args.jaxmarl_dir), "--race", race, "--scenario", scenario]
+            command += ["--steps", str(args.steps), "--hidden", "64", "--test-every", "0.5", "--out", str(out)]
+            wall, cpu, rc, _ = timed(command, REPO, env)
+            record = json.loads(out.read_text()) if rc == 0 else {}
+            split = {k: record.get(f"{k}_per_seed", {}).get("0", float("nan")) for k in ("compile_s", "run_s")}
+        else:
+            command = [str(args.jaxmarl_python), "-c", JAXMARL_MAPPO, str(args.jaxmarl_dir), str(REPO / "src")]
+            command += [str(args.steps), json.dumps(types[race]), json.dumps([0.5, 0.5]), scenario]
+            wall, cpu, rc, stdout = timed(command, REPO, env)
+            split = json.loads(stdout.strip().splitlines()[-1]) if rc == 0 else {}
+        rows.append(row("jaxmarl", algo, cache, args.steps, wall, cpu, rc, **split))
+        rows[-1]["load_before"] = round(load, 2)
+    return rows
 
 
 def main() -> None:
@@ -92,31 +169,22 @@ def main() -> None:
     parser.add_argument("--env", default="smax/protoss_5v5")
     parser.add_argument("--algo", nargs="+", default=["qmix", "soft_qmix", "mappo"])
     parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--ours-defaults", action="store_true", help="ours with its plain defaults, not matched")
+    parser.add_argument("--no-jaxmarl", action="store_true", help="only our rows (e.g. to time a change of ours)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     race, size = args.env.split("/")[1].split("_")
     scenario = {"5v5": "smacv2_5_units", "10v10": "smacv2_10_units"}[size]
-    types = {"protoss": ["stalker", "zealot"], "terran": ["marine", "marauder"], "zerg": ["zergling", "hydralisk"]}
-    rows = []
-    with tempfile.TemporaryDirectory() as scratch:
+    settings = OURS_DEFAULTS if args.ours_defaults else OURS_MATCHED
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
         for algo in args.algo:
-            batch = [] if algo == "mappo" else ["algo.batch_size=32"]
-            command = [sys.executable, "train.py", f"algo={algo}", f"env={args.env}", f"t_max={args.steps}"]
-            command += [*batch, f"test_interval={args.steps}", "test_nepisode=32", "logger=csv"]
-            command += ["trainer.torch_threads=1", "checkpoint.interval=0", f"hydra.run.dir={scratch}/ours_{algo}"]
-            rows.append(row("ours", algo, args.steps, *timed(command, REPO)))
-            if algo == "qmix":
-                command = [str(args.jaxmarl_python), str(REPO / "benchmarks/parity/jaxmarl_qmix.py")]
-                command += ["--jaxmarl-dir", str(args.jaxmarl_dir), "--race", race, "--scenario", scenario]
-                command += ["--steps", str(args.steps), "--hidden", "64", "--test-every", "0.5"]
-                command += ["--out", f"{scratch}/jaxmarl_qmix.json"]
-                rows.append(row("jaxmarl", "qmix", args.steps, *timed(command, REPO)))
-            if algo == "mappo":
-                command = [str(args.jaxmarl_python), "-c", JAXMARL_MAPPO, str(args.jaxmarl_dir), str(REPO / "src")]
-                command += [str(args.steps), json.dumps(types[race]), json.dumps([0.5, 0.5]), scenario]
-                rows.append(row("jaxmarl", "mappo", args.steps, *timed(command, REPO)))
+            rows += run_ours(algo, args, scratch, scratch / f"cache_ours_{algo}", settings[algo])
+            if algo in ("qmix", "mappo") and not args.no_jaxmarl:
+                rows += run_jaxmarl(algo, args, scratch, scratch / f"cache_jaxmarl_{algo}", race, scenario)
     record = {"env": args.env, "steps": args.steps, "machine": platform.processor() or platform.machine()}
-    record.update({"cpus": os.cpu_count(), "rows": rows})
+    record.update({"cpus": os.cpu_count(), "command": " ".join(sys.argv), "rows": rows})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1))
     print(f"wrote {args.out}")
