@@ -449,7 +449,7 @@ class SMAXVectorEnv:
         self._keys, sub = self._game.split_many(jnp.stack(keys))
         self._state, obs, world_state, avail, _ = self._game.reset_many(sub)
         self._t[:] = 0
-        obs, world_state, self._avail = np.array(obs), np.array(world_state), np.array(avail)
+        obs, world_state, self._avail = np.asarray(obs), np.asarray(world_state), np.asarray(avail)
         return [Observation(obs[i], world_state[i], self._avail[i]) for i in range(self.n_envs)]
 
     def step(self, indices: list[int], actions: np.ndarray) -> list[StepResult]:
@@ -462,7 +462,9 @@ class SMAXVectorEnv:
         self._keys, sub = self._game.split_many(self._keys)
         self._state, obs, world_state, avail, alive, reward, done = self._game.step_many(sub, self._state, full)
         self._t += 1
-        obs, world_state, self._avail = np.array(obs), np.array(world_state), np.array(avail)
+        # read-only views of JAX's host buffers, not copies: the collector copies each step into its episode
+        # batch anyway, and nothing downstream writes into an observation
+        obs, world_state, self._avail = np.asarray(obs), np.asarray(world_state), np.asarray(avail)
         alive, reward, done = np.asarray(alive), np.asarray(reward), np.asarray(done)
         results = []
         for i in indices:
