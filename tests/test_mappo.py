@@ -42,6 +42,41 @@ def test_chunks_started_from_rollout_hidden_states_give_the_rollout_policy(compo
     assert abs(losses["train/approx_kl"].item()) < 1e-6
 
 
+def test_chunks_after_an_episode_ends_are_skipped_without_changing_losses_or_gradients(compose_train) -> None:
+    """Episodes of 25, 17, 9 and 3 steps in one rollout: chunks of 8 that start after an episode's end are not
+    unrolled, and the losses and every gradient equal those of unrolling every chunk of the padded rollout."""
+    torch.manual_seed(0)
+    cfg = compose_train(["algo=mappo", "env=mpe/spread_simple", "algo.chunk_length=8"])
+    collector = EpisodeCollector(EnvPool(env_factory(MPE_SIMPLE), 4, name="mpe"), seed=0)
+    module = build_learner(cfg.algo, collector.info, False, t_max=1000)
+    batch, _ = collector.collect(module.actor, explore=True)
+    collector.close()
+    for i, length in enumerate([25, 17, 9, 3]):  # cut the episodes short, as battles that end early are
+        batch.filled[i, length:] = 0.0
+        batch.terminated[i, length - 1] = 1.0
+        batch.avail[i, length + 1 :] = 0.0
+        batch.obs[i, length + 1 :] = 0.0
+    rollout = module.prepare_rollout(batch)
+    rows = torch.arange(4)
+
+    unrolled: list[int] = []
+    original = module.policy.unroll_sequences
+    module.policy.unroll_sequences = lambda seqs, hidden: unrolled.append(len(seqs)) or original(seqs, hidden)
+    fast = module.compute_losses(Minibatch(rollout, rows, epoch=0))
+    fast_grads = torch.autograd.grad(fast["loss/policy"], list(module.policy.parameters()))
+    n = module.env_info.n_agents
+    assert unrolled == [(4 + 3 + 2 + 1) * n]  # chunks starting at 0, 8, 16, 24 that lie inside each episode
+
+    every_chunk = module._chunked_logits
+    module._chunked_logits = lambda rollout, rows: every_chunk(rollout, rows, skip_unplayed=False)
+    plain = module.compute_losses(Minibatch(rollout, rows, epoch=0))
+    plain_grads = torch.autograd.grad(plain["loss/policy"], list(module.policy.parameters()))
+    for key in ("loss/policy", "train/entropy", "train/clip_fraction", "train/approx_kl"):
+        torch.testing.assert_close(fast[key], plain[key], atol=1e-6, rtol=1e-5)
+    for a, b in zip(fast_grads, plain_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
 def test_rollout_preparation_normalises_advantages_over_real_steps(compose_train) -> None:
     torch.manual_seed(0)
     _, rollout = prepared_mpe_rollout(compose_train, 8)

@@ -173,8 +173,13 @@ class MAPPO(Learner):
         cfg = self.cfg
         return epoch_minibatches(rollout, rollout.batch.batch_size, cfg.ppo_epochs, cfg.num_mini_batch)
 
-    def _chunked_logits(self, rollout: PreparedRollout, rows: torch.Tensor) -> torch.Tensor:
-        """Policy logits [b, T, n, A] recomputed chunk by chunk from the collection-time hidden states."""
+    def _chunked_logits(self, rollout: PreparedRollout, rows: torch.Tensor, skip_unplayed: bool = True) -> torch.Tensor:
+        """Policy logits [b, T, n, A] recomputed chunk by chunk from the collection-time hidden states.
+
+        Only chunks that start inside their episode are unrolled; the others hold padding alone (a rollout is
+        padded to its longest episode: with SMAX battles of ~60 steps and a 200-step limit, most of it), and
+        their entries are zeros, which compute_losses never uses.
+        """
         length = self.cfg.chunk_length
         inputs = rollout.inputs[rows, :-1]  # [b, T, n, d]
         b, t, n, d = inputs.shape
@@ -182,7 +187,10 @@ class MAPPO(Learner):
         padded = F.pad(inputs, (0, 0, 0, 0, 0, chunks * length - t))
         seqs = padded.view(b, chunks, length, n, d).permute(0, 1, 3, 2, 4).reshape(-1, length, d)
         hidden = rollout.chunk_hidden[rows].reshape(-1, rollout.chunk_hidden.shape[-1])
-        out = self.policy.unroll_sequences(seqs, hidden)  # [b*C*n, L, A]
+        live = rollout.batch.filled[rows][:, ::length] > 0  # [b, C]: the chunk's first step was played
+        live = live.unsqueeze(-1).expand(b, chunks, n).reshape(-1) | (not skip_unplayed)
+        out = seqs.new_zeros(b * chunks * n, length, self.env_info.n_actions)
+        out[live] = self.policy.unroll_sequences(seqs[live], hidden[live])  # [b*C*n, L, A]
         out = out.view(b, chunks, n, length, -1).permute(0, 1, 3, 2, 4).reshape(b, chunks * length, n, -1)
         return out[:, :t]
 
@@ -193,9 +201,10 @@ class MAPPO(Learner):
         filled = batch.filled[rows]
         mask = filled.unsqueeze(-1).expand(-1, -1, self.env_info.n_agents)
         log_probs, entropy = self._log_probs(self._chunked_logits(rollout, rows), batch, rows)
-        policy_loss, stats = clipped_policy_loss(
-            log_probs, rollout.old_log_probs[rows], rollout.advantages[rows], mask, cfg.clip
-        )
+        old_log_probs = rollout.old_log_probs[rows]
+        # unplayed steps: a ratio of exactly 1 (they are masked out, and must stay finite whatever their logits)
+        log_probs = torch.where(mask > 0, log_probs, old_log_probs)
+        policy_loss, stats = clipped_policy_loss(log_probs, old_log_probs, rollout.advantages[rows], mask, cfg.clip)
         entropy_mean = (entropy * mask).sum() / mask.sum().clamp(min=1.0)
         values = self.value(batch.state[rows, :-1]).squeeze(-1)
         value_loss = clipped_value_loss(
