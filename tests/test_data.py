@@ -37,6 +37,20 @@ def test_sample_is_without_replacement_and_cut_to_the_longest_filled() -> None:
     assert batch.max_t == 2 and batch.obs.shape[1] == 3
 
 
+def test_slots_never_filled_are_never_sampled() -> None:
+    """The storage is allocated uninitialised; garbage (here NaN and -1) in the slots beyond `size` must not reach
+    a batch, whatever the draws."""
+    buf = EpisodeBuffer(capacity=16, info=INFO)
+    for name in ("obs", "state", "avail", "reward", "filled"):
+        getattr(buf.storage, name).fill_(float("nan") if name in ("obs", "state") else -1)
+    buf.insert(_episodes([1, 2, 3], [4, 2, 1]))
+    for seed in range(50):
+        batch = buf.sample(3, torch.Generator().manual_seed(seed))
+        assert torch.isfinite(batch.obs).all() and torch.isfinite(batch.state).all()
+        assert sorted(batch.reward[:, 0].tolist()) == [1.0, 2.0, 3.0] and batch.max_t == 4
+        assert set(batch.filled.unique().tolist()) <= {0.0, 1.0}
+
+
 class _FixedActor:
     """Plays a scripted joint action per step."""
 
