@@ -5,7 +5,9 @@
 
 Builds the learner for the env's sizes (the env is made once to read them), fills a batch of full-length
 episodes with random observations, legal-action masks and actions, and times `Learner.update` (losses,
-backward, clipping, optimizer steps, target copies) after a warm-up, in one torch thread. `--profile` adds
+backward, clipping, optimizer steps, target copies) after a warm-up, in one torch thread. A learner that
+samples transitions (HASAC: `--batch-sizes` counts transitions) gets its batch from a buffer of such episodes
+through its own `sample_replay`, whose time per batch is reported beside (`sample_ms_median`). `--profile` adds
 torch.profiler's table of the ops that take the time. Reports wall and thread CPU milliseconds (the second
 stays close to the update's cost when other processes share the cores). Prints and saves JSON.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -26,9 +29,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from softqmix import CONF_DIR
+from softqmix.algos.learner import Learner
 from softqmix.algos.registry import build_learner
 from softqmix.config import register_configs
-from softqmix.data.buffer import EpisodeBatch
+from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
 from softqmix.envs import make_env
 from softqmix.envs.base import EnvInfo
 
@@ -50,13 +54,30 @@ def random_batch(info: EnvInfo, batch_size: int, seed: int = 0) -> EpisodeBatch:
     return batch
 
 
+def replay_batch(learner: Learner, info: EnvInfo, batch_size: int) -> tuple[Any, float | None]:
+    """What the training loop hands this learner: `batch_size` random episodes, or, for a learner that samples
+    transitions, `batch_size` of them from twice as many full-length episodes as they need (and the median
+    milliseconds of drawing such a batch)."""
+    if type(learner).sample_replay is Learner.sample_replay:
+        return random_batch(info, batch_size), None
+    episodes = 2 * math.ceil(batch_size / info.episode_limit)
+    buffer = EpisodeBuffer(episodes, info)
+    buffer.insert(random_batch(info, episodes))
+    times = []
+    for _ in range(20):
+        started = time.perf_counter()
+        batch = learner.sample_replay(buffer)
+        times.append(time.perf_counter() - started)
+    return batch, round(1000 * statistics.median(times), 2)
+
+
 def measure(
     algo_cfg: Any, info: EnvInfo, obs_last_action: bool, batch_size: int, updates: int, warmup: int, profile: bool
 ) -> dict[str, Any]:
     torch.manual_seed(0)
     learner = build_learner(algo_cfg, info, obs_last_action)
     optimizers = learner.make_optimizers()
-    batch = random_batch(info, batch_size)
+    batch, sample_ms = replay_batch(learner, info, batch_size)
     for _ in range(warmup):
         learner.update(batch, optimizers)
     times, cpu = [], []
@@ -74,6 +95,8 @@ def measure(
         "cpu_ms_per_update_median": round(1000 * statistics.median(cpu), 2),
         "updates_timed": updates,
     }
+    if sample_ms is not None:
+        row["sample_ms_median"] = sample_ms
     if profile:
         from torch.profiler import ProfilerActivity
         from torch.profiler import profile as torch_profile

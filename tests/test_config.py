@@ -59,7 +59,10 @@ def test_bad_override_names_the_problem(compose_train, overrides: list[str], nee
     ("overrides", "message"),
     [
         (["algo.mixer=qmx"], "unknown mixer 'qmx'; valid mixers: none, qmix, qplex, sum"),
-        (["algo.name=qmx"], "unknown algorithm 'qmx'; valid algorithms: fop, iql, mappo, qmix, qplex, soft_qmix, vdn"),
+        (
+            ["algo.name=qmx"],
+            "unknown algorithm 'qmx'; valid algorithms: fop, hasac, iql, mappo, qmix, qplex, soft_qmix, vdn",
+        ),
         (["env.family=mpee"], "unknown env family 'mpee'; valid env families: matrix, mpe, smacv2, smax"),
     ],
 )

@@ -19,8 +19,8 @@ from tests.fakes import smacv2 as fake_smacv2
 RECIPES = group_options(CONF_DIR, "experiment")
 # Paper grids: (runs, keys swept). The paper's §5.2-§5.4 (docs/algorithms/soft_qmix.md).
 GRIDS = {
-    "paper_mpe": (3 * 6 * 5, {"env", "algo", "seed"}),
-    "paper_smacv2": (6 * 4 * 5, {"env", "algo", "seed"}),
+    "paper_mpe": (3 * 7 * 5, {"env", "algo", "seed"}),
+    "paper_smacv2": (6 * 5 * 5, {"env", "algo", "seed"}),
     "paper_ablation": (3 * 4 * 3, {"env", "ablation", "seed"}),
     "smax_cpu": (3 * 3, {"algo", "seed"}),
 }
@@ -83,17 +83,31 @@ def test_paper_mpe_runs_each_method_once_with_the_mpe_settings(compose_train) ->
     methods = set()
     for job in sweep_overrides("paper_mpe"):
         algo = compose_train(["experiment=paper_mpe", *job]).algo
-        if algo.name in ("mappo", "fop"):
+        if algo.name in ("mappo", "fop", "hasac"):
             methods.add((algo.name, None, None))
         else:
             methods.add((algo.name, algo.alpha if algo.name == "soft_qmix" else None, algo.batch_size))
     vf = {("qmix", None), ("soft_qmix", 0.005), ("soft_qmix", 0.01), ("soft_qmix", 0.03)}
-    assert methods == {(name, alpha, 800) for name, alpha in vf} | {("mappo", None, None), ("fop", None, None)}
+    others = {("mappo", None, None), ("fop", None, None), ("hasac", None, None)}
+    assert methods == {(name, alpha, 800) for name, alpha in vf} | others
+
+
+def test_hasac_takes_harls_run_settings_in_the_paper_recipes_and_only_there(compose_train) -> None:
+    """conf/recipe_algo/<recipe>/hasac.yaml is global: HARL's 8 envs and bootstrapped time limits for HASAC's
+    jobs, the authors' terminal time limit and 4 envs for the other methods of the same recipe."""
+    for recipe, buffer in (("paper_mpe", 40_000), ("paper_smacv2", 5000)):
+        cfg = compose_train([f"experiment={recipe}", "algo=hasac"])
+        validate_config(cfg)
+        assert (cfg.batch_size_run, cfg.env.time_limit_is_termination, cfg.algo.buffer_size) == (8, False, buffer)
+        other = compose_train([f"experiment={recipe}", "algo=qmix"])
+        assert (other.batch_size_run, other.env.time_limit_is_termination) == (4, True)
+    plain = compose_train(["algo=hasac", "env=mpe/spread_simple"])
+    assert (plain.batch_size_run, plain.env.time_limit_is_termination, plain.algo.value_norm) == (4, True, True)
 
 
 def covering_jobs(recipe: str) -> list[list[str]]:
     """Jobs of the recipe's sweep such that every value of every axis runs at least once (job k takes value
-    k of each axis, wrapping around): 6 of paper_mpe's 90 runs, every map and every method among them."""
+    k of each axis, wrapping around): 7 of paper_mpe's 105 runs, every map and every method among them."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"experiment={recipe}"], return_hydra_config=True)
@@ -121,6 +135,8 @@ def tiny_budget(compose_train, recipe: str, job: list[str]) -> list[str]:
         if spec.on_policy
         else ["algo.batch_size=2", "algo.buffer_size=16", "algo.burn_in_episodes=0"]
     )
+    if "warmup_steps" in cfg.algo:  # a warm-up of random actions before any update (HASAC): none
+        sizes.append("algo.warmup_steps=0")
     return [f"t_max={steps}", f"test_interval={steps}", "test_nepisode=2", "checkpoint.interval=0", *sizes]
 
 

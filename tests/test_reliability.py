@@ -217,7 +217,7 @@ def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["algo=qmx"], "valid options: fop, iql, mappo, paper_mpe/fop, paper_mpe/mappo, paper_mpe/qmix"),
+        (["algo=qmx"], "valid options: fop, hasac, iql, mappo, paper_mpe/fop, paper_mpe/mappo, paper_mpe/qmix"),
         (["env=matrix/nope"], "unknown env 'matrix/nope'; valid options: matrix/nonmonotonic"),
         (["ablation=entropi"], "valid options: entropy, full, function_f, no_abs, qmix, release"),
         (["algo.td_lamda=0.3"], "td_lamda"),

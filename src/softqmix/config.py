@@ -205,6 +205,16 @@ VALUE_RULES: tuple[tuple[str, Range | None], ...] = (
     ("algo.entropy_coef", NON_NEGATIVE),
     ("algo.value_loss_coef", NON_NEGATIVE),
     ("algo.huber_delta", POSITIVE),
+    # HASAC
+    ("algo.warmup_steps", NON_NEGATIVE),  # 0: the policies act from the first step
+    ("algo.n_step", POSITIVE),
+    ("algo.polyak", UNIT),  # 0 is refused by the learner: the target would never move
+    ("algo.alpha_init", POSITIVE),
+    ("algo.target_entropy_scale", UNIT),  # a fraction of the largest entropy, log(n_actions)
+    ("algo.output_gain", POSITIVE),
+    ("algo.gumbel_temperature", POSITIVE),
+    ("algo.value_norm_beta", UNIT),  # 0 and 1 are refused by the learner
+    ("algo.value_norm_min_var", POSITIVE),
     # envs
     ("env.n_agents", POSITIVE),
     ("env.episode_limit", POSITIVE),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -22,6 +22,9 @@ from softqmix.algos.rewards import RewardTransform
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
 from softqmix.progress import TrainingProgress
+
+if TYPE_CHECKING:
+    from softqmix.data.buffer import EpisodeBuffer
 
 
 class Optimizer(str, Enum):
@@ -194,6 +197,19 @@ class Learner(nn.Module):
     def train_metrics(self) -> dict[str, float]:
         """Algorithm-specific values for each training log row (epsilon, temperature, ...)."""
         return {}
+
+    # ------------------------------------------------------------------ replay (off-policy learners)
+    def replay_ready(self, buffer: EpisodeBuffer) -> bool:
+        """Whether updates may start: the buffer holds a batch and the burn-in. Learners that sample
+        transitions instead of episodes (HASAC) count their own way."""
+        cfg: Any = self.cfg
+        return buffer.can_sample(max(cfg.batch_size, cfg.burn_in_episodes))
+
+    def sample_replay(self, buffer: EpisodeBuffer) -> Any:
+        """One update's batch from the replay buffer: `batch_size` whole episodes, or what the learner's
+        `update` takes instead (HASAC: transitions with their n-step windows)."""
+        cfg: Any = self.cfg
+        return buffer.sample(cfg.batch_size)
 
     # ------------------------------------------------------------------ shared
     def compile_hot_paths(self) -> None:

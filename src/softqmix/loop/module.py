@@ -226,7 +226,7 @@ class TrainingLoop(L.LightningModule):
         for round_ in rounds.rounds(self.progress.t_env, self._keep_going):
             buffer.insert(round_.episodes)
             self._record(round_)
-            if buffer.can_sample(max(cfg.batch_size, cfg.burn_in_episodes)):
+            if self.learner.replay_ready(buffer):
                 self.progress.updates_owed += updates_earned(cfg, self.progress, round_.stats.env_steps)
                 yield from self._owed_updates()
 
@@ -236,7 +236,7 @@ class TrainingLoop(L.LightningModule):
         assert self.buffer is not None and self.rounds is not None
         while self.progress.updates_owed > 0:
             self.progress.updates_owed -= 1
-            yield self.buffer.sample(self.learner.cfg.batch_size)
+            yield self.learner.sample_replay(self.buffer)
             self.rounds.after_update()
 
     def _rollout_minibatches(self) -> Iterator[Any]:
