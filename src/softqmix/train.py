@@ -523,7 +523,14 @@ def main(cfg: DictConfig) -> float | None:
             f"checkpoint saved, resume with: python train.py resume={run_dir}",
             file=sys.stderr,
         )
-        redeliver(summary["stop_signal"])
+        try:
+            redeliver(summary["stop_signal"])
+        except Exception as exc:  # the launcher's handler would not requeue (submitit: max_num_timeout reached)
+            if not multirun:
+                raise
+            # as any failed run of a sweep: recorded (preempted.json), and SweepOutcome's line and exit code say so
+            print(f"[run {hydra_cfg.job.num} not requeued] {type(exc).__name__}: {exc}", file=sys.stderr)
+            return None
     return summary["final_test_return"]
 
 
