@@ -42,6 +42,13 @@ class ReplayFloat(str, Enum):
     float16 = "float16"  # observations and states in half precision: half their memory, ~1e-3 relative error
 
 
+# How the gradient norm is clipped at `grad_norm_clip` (the functional form: `global` is a Python keyword):
+#   per_optimizer  each optimizer clips the norm over its own parameters (logged as train/grad_norm_<group>)
+#   global         one clip over the norm of every gradient of the learner together, as a single optimizer
+#                  over all parameters does (pymarl2 and the authors' Soft-QMIX code; logged as train/grad_norm)
+GradClipMode = Enum("GradClipMode", {"per_optimizer": "per_optimizer", "global": "global"}, type=str)
+
+
 class TargetUnit(str, Enum):
     episodes = "episodes"  # pymarl2 and the authors' code: a copy every N collected episodes
     updates = "updates"  # EPyMARL: a copy every N gradient steps
@@ -59,7 +66,8 @@ class LearnerConfig:
     adam_eps: float = 1e-8
     rmsprop_alpha: float = 0.99
     rmsprop_eps: float = 1e-5
-    grad_norm_clip: float = 10.0  # per optimizer: the norm over that optimizer's parameters
+    grad_norm_clip: float = 10.0  # the largest gradient norm, per optimizer or over all (grad_clip_mode)
+    grad_clip_mode: GradClipMode = GradClipMode["per_optimizer"]
     agent: AgentNet = AgentNet.rnn  # the (shared) agent or actor network
     rnn_hidden_dim: int = 64  # hidden width of the agent net (rnn or mlp)
     obs_agent_id: bool = True  # one-hot agent index in the agent net's input
@@ -278,7 +286,8 @@ class Learner(nn.Module):
         """One gradient step on `batch`; returns the losses and diagnostics to log.
 
         `backward` is the loop's (Lightning's `manual_backward`); plain `Tensor.backward` without
-        one. Each optimizer clips the gradient norm over its own parameters.
+        one. Each optimizer clips the gradient norm over its own parameters, or with `grad_clip_mode=global` one
+        clip scales every gradient by the same factor when their joint norm exceeds `grad_norm_clip`.
         """
         losses = self.compute_losses(self.prepare_batch(batch))
         terms = [losses[key] for key in self.objective if key in losses]
@@ -287,10 +296,16 @@ class Learner(nn.Module):
         for opt in optimizers:
             opt.zero_grad()
         (backward or torch.Tensor.backward)(total)
-        names = getattr(self, "_group_names", None) or [group.name for group in self.optimizer_groups()]
-        for name, opt in zip(names, optimizers, strict=True):
-            params = [p for param_group in opt.param_groups for p in param_group["params"]]
-            losses[f"train/grad_norm_{name}"] = nn.utils.clip_grad_norm_(params, self.cfg.grad_norm_clip, foreach=True)
+        if GradClipMode(self.cfg.grad_clip_mode) is GradClipMode["global"]:
+            params = [p for opt in optimizers for param_group in opt.param_groups for p in param_group["params"]]
+            losses["train/grad_norm"] = nn.utils.clip_grad_norm_(params, self.cfg.grad_norm_clip, foreach=True)
+        else:
+            names = getattr(self, "_group_names", None) or [group.name for group in self.optimizer_groups()]
+            for name, opt in zip(names, optimizers, strict=True):
+                params = [p for param_group in opt.param_groups for p in param_group["params"]]
+                losses[f"train/grad_norm_{name}"] = nn.utils.clip_grad_norm_(
+                    params, self.cfg.grad_norm_clip, foreach=True
+                )
         self.before_step(optimizers)
         for opt in optimizers:
             opt.step()
