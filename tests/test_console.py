@@ -53,6 +53,10 @@ def test_the_default_console_shows_our_lines_and_the_log_file_gets_the_rest(tmp_
     assert f"wandb run (offline): {offline_run}; upload it with `wandb sync {offline_run}`" in proc.stdout
     assert "300/300" in proc.stderr  # the progress bar
     assert "Learned Q_tot" in proc.stdout
+    # after the table, the verdict: 300 steps is not a setting of the study
+    verdict = proc.stdout.index("verdict: the greedy joint action")
+    assert proc.stdout.index("Learned Q_tot") < verdict < proc.stdout.index("done: 300 env steps")
+    assert "not among those studied" in proc.stdout[verdict:]
     summary = re.escape(f"; summary in {run_dir / 'summary.json'}")
     assert re.search(rf"done: 300 env steps, final test return -?[0-9.]+ \(best -?[0-9.]+\){summary}\n$", proc.stdout)
     # theirs: in the run's log file

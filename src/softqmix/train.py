@@ -40,7 +40,13 @@ from softqmix.errors import (
     TrainingDiverged,
     UserError,
 )
-from softqmix.eval.matrix_report import format_matrix_report, matrix_game_report, matrix_policy_report
+from softqmix.eval.matrix_report import (
+    format_matrix_report,
+    matrix_game_report,
+    matrix_policy_report,
+    matrix_verdict,
+    studied_rate,
+)
 from softqmix.hydra_callbacks import restore_hydra_record, run_dir_is_new
 from softqmix.loop import RunSchedule, TrainingLoop
 from softqmix.loop.progress_bar import EnvStepProgressBar
@@ -434,7 +440,9 @@ def _fit(
         report = reporter(module.learner, make_env(cfg.env))
         summary["matrix_game"] = report
         if cfg.print_report:
-            print(format_matrix_report(report, [list(r) for r in cfg.env.payoff], cfg.env.action_names))
+            payoff = [list(r) for r in cfg.env.payoff]
+            print(format_matrix_report(report, payoff, cfg.env.action_names))
+            print(matrix_verdict(report, payoff, cfg.env.action_names, studied_rate(cfg)))
     write_json(run_dir / "summary.json", summary)
     say(_final_line(summary, run_dir))
     return summary

@@ -2,14 +2,17 @@
 
 The IQM (25% trimmed mean) and its stratified-bootstrap confidence interval are the
 recommendation of Agarwal et al. (2021) for few-seed RL results; rliable is their reference
-implementation, so the numbers match what other MARL papers report with it.
+implementation, so the numbers match what other MARL papers report with it. For a success
+count (seeds that reached a goal) the Wilson score interval of the proportion.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 from rliable import library as rly
@@ -68,3 +71,21 @@ def mean_curve_with_ci(
         return curves[0], curves[0], curves[0]
     point, interval = _interval_estimates(curves, lambda x: np.mean(x, axis=0), reps, confidence, seed)
     return point, interval[0], interval[1]
+
+
+def wilson_interval(successes: int, runs: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a success proportion: `successes` of `runs` independent seeds.
+
+    Unlike the normal approximation p ± z·sqrt(p(1 − p)/n) it stays inside [0, 1] and does not shrink to a
+    point at 0/n or n/n, which matters for the few-seed counts it is used on.
+    """
+    if runs <= 0 or not 0 <= successes <= runs:
+        raise ValueError(f"need 0 <= successes <= runs and runs > 0, got {successes}/{runs}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / runs
+    scale = 1 + z * z / runs
+    centre = (p + z * z / (2 * runs)) / scale
+    half = z * math.sqrt(p * (1 - p) / runs + z * z / (4 * runs * runs)) / scale
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends (the two terms cancel at 0/n and n/n)
+    high = 1.0 if successes == runs else min(1.0, centre + half)
+    return low, high
