@@ -22,7 +22,23 @@ from rliable import metrics
 def _interval_estimates(
     scores: np.ndarray, func: Callable[[np.ndarray], np.ndarray], reps: int, confidence: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """rliable's stratified bootstrap over runs, for one score matrix [runs, columns]."""
+    """rliable's stratified bootstrap over runs, for one score matrix [runs, columns].
+
+    rliable 1.2 draws its resampled indices from numpy's global generator (`np.random.choice` in
+    `StratifiedBootstrap.update_indices`), not from the `random_state` it is given, so the same `seed` gave a
+    different interval on every call. The global generator is seeded for the call and restored after it.
+    """
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        return _rliable_interval_estimates(scores, func, reps, confidence, seed)
+    finally:
+        np.random.set_state(saved)
+
+
+def _rliable_interval_estimates(
+    scores: np.ndarray, func: Callable[[np.ndarray], np.ndarray], reps: int, confidence: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     with warnings.catch_warnings():  # rliable still passes arch the RandomState it deprecates; seeding is intended
         warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
         point, interval = rly.get_interval_estimates(
