@@ -531,32 +531,15 @@ def reeval_ours(run_dir: Path, first: int, episodes: int) -> list[float]:
     import torch
 
     from softqmix.envs.registry import make_env
-    from softqmix.evaluate import load_run
+    from softqmix.evaluate import greedy_episode, load_run
 
     torch.set_num_threads(1)
     cfg, module, _ = load_run(run_dir)
     env = make_env(cfg.env)
-    n_agents = env.info().n_agents
-    returns = []
-    with torch.no_grad():
-        for seed in range(first, first + episodes):
-            current = env.reset(seed=seed)
-            hidden = module.actor.initial_hidden(1)
-            last = torch.full((1, n_agents), -1, dtype=torch.long)
-            total, done = 0.0, False
-            while not done:
-                actions, hidden = module.actor.act(
-                    torch.as_tensor(current.obs[None], dtype=torch.float32),
-                    torch.as_tensor(current.state[None], dtype=torch.float32),
-                    torch.as_tensor(current.avail[None], dtype=torch.float32),
-                    last,
-                    hidden,
-                    explore=False,
-                )
-                result = env.step(actions[0].numpy())
-                total += result.reward
-                last, current, done = actions, result.next, result.terminated or result.truncated
-            returns.append(total)
+    returns = [
+        sum(step.reward for step in greedy_episode(module, env, seed) if step is not None)
+        for seed in range(first, first + episodes)
+    ]
     env.close()
     return returns
 

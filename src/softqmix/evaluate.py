@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from softqmix.checkpointing import checkpoint_env_step, checkpoint_path
 from softqmix.config import register_configs
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs import env_factory, make_env
+from softqmix.envs.base import StepResult
 from softqmix.envs.pool import EnvPool
 from softqmix.envs.registry import vector_env_factory
 from softqmix.errors import ConfigError, UserError
@@ -38,13 +40,16 @@ def load_run(run_dir: Path) -> tuple[DictConfig, TrainingLoop, int]:
 
 
 @torch.no_grad()
-def render_episode(module: TrainingLoop, env: Any, seed: int) -> list[np.ndarray]:
-    """Frames of one greedy episode (argmax of the raw Q_i), rendered by the env in rgb_array mode."""
-    first = env.reset(seed=seed)
-    frames = [env.render()]
+def greedy_episode(module: TrainingLoop, env: Any, seed: int) -> Iterator[StepResult | None]:
+    """One greedy episode (argmax of the raw Q_i) from `env.reset(seed=seed)`, played one env step at a time.
+
+    Yields None once the env is reset, then each step's result, so a caller sees the env in every state of the
+    episode (to render it, or to sum its rewards) without its own copy of the acting loop.
+    """
+    current = env.reset(seed=seed)
+    yield None
     hidden = module.actor.initial_hidden(1)
     last = torch.full((1, env.info().n_agents), -1, dtype=torch.long)
-    current = first
     for _ in range(env.info().episode_limit):
         actions, hidden = module.actor.act(
             torch.as_tensor(current.obs[None], dtype=torch.float32),
@@ -55,11 +60,15 @@ def render_episode(module: TrainingLoop, env: Any, seed: int) -> list[np.ndarray
             explore=False,
         )
         result = env.step(actions[0].numpy())
-        frames.append(env.render())
-        last, current = actions, result.next
+        yield result
         if result.terminated or result.truncated:
-            break
-    return frames
+            return
+        last, current = actions, result.next
+
+
+def render_episode(module: TrainingLoop, env: Any, seed: int) -> list[np.ndarray]:
+    """Frames of one greedy episode, rendered by the env in rgb_array mode: the start, then after each step."""
+    return [env.render() for _ in greedy_episode(module, env, seed)]
 
 
 def write_gif(frames: list[np.ndarray], path: Path, fps: int) -> None:
