@@ -1,9 +1,11 @@
-"""Cost of one agent-GRU forward and backward pass over a replay batch, in three layouts, on one CPU thread.
+"""Cost of one agent-GRU forward and backward pass over a replay batch, in three layouts, on `--threads` CPU threads.
 
     python benchmarks/gru_unroll_layouts.py --limit 90 --bucket 70 \\
         --out benchmarks/results/gru_unroll_layouts_typical.json
     python benchmarks/gru_unroll_layouts.py --limit 146 --bucket 90 \\
         --out benchmarks/results/gru_unroll_layouts_longest.json
+    python benchmarks/gru_unroll_layouts.py --limit 90 --bucket 70 --threads 2 \\
+        --out benchmarks/results/gru_unroll_layouts_typical_2threads.json
 
 Why: a value learner's update on SMAX unrolls the agent GRU over every step of its batch, cut to the batch's
 longest episode, while most battles are much shorter. Could unrolling each episode only to its own length pay?
@@ -15,7 +17,7 @@ one episode at `--limit`: on protoss 5v5 QMIX batches are 89.5 steps long on ave
   packed    torch's PackedSequence, each row unrolled to its own length
   bucketed  two unrolls: the episodes within `--bucket` steps, and the rest at full length
 
-Prints and saves JSON (ms per pass, median of `--repeats`).
+Prints and saves JSON (ms per pass, median of `--repeats`, the layouts taking turns).
 """
 
 from __future__ import annotations
@@ -32,14 +34,18 @@ import torch
 from torch import nn
 
 
-def timed_ms(step: Callable[[], None], repeats: int) -> float:
-    step()  # allocations and first-call costs out of the measurement
-    samples = []
+def timed_ms(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median ms per call of each step; the steps take turns in every repeat, so a slow spell of the machine
+    falls on all of them alike instead of on whichever ran during it."""
+    for step in steps.values():
+        step()  # allocations and first-call costs out of the measurement
+    samples: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        samples.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(samples)
+        for name, step in steps.items():
+            started = time.perf_counter()
+            step()
+            samples[name].append((time.perf_counter() - started) * 1e3)
+    return {name: round(statistics.median(values), 1) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -50,12 +56,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--mean-length", type=float, default=55.0)
     parser.add_argument("--bucket", type=int, default=90)
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gru = nn.GRU(args.hidden, args.hidden, batch_first=True)
     lengths = torch.normal(args.mean_length, 12.0, (args.episodes,)).round().long().clamp(20, args.limit)
@@ -84,10 +91,7 @@ def main() -> None:
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "mean_row_length": float(rows.float().mean()),
         "rows_in_long_bucket": int((~short).sum()),
-        "ms_per_forward_backward": {
-            name: round(timed_ms(fn, args.repeats), 1)
-            for name, fn in (("padded", padded), ("packed", packed), ("bucketed", bucketed))
-        },
+        "ms_per_forward_backward": timed_ms({"padded": padded, "packed": packed, "bucketed": bucketed}, args.repeats),
     }
     print(json.dumps(result, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
