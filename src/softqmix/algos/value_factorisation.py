@@ -59,6 +59,11 @@ class ValueFactorisationConfig(ReplayLearnerConfig):
     mixing_embed_dim: int = 32
     hypernet_embed: int = 64
     g_hidden: int = 16  # hidden units of g: mixing_embed_dim // 2 in the released code
+    # False: the agent net runs over each episode's own steps only (softqmix.nets.packed_gru), the values of the
+    # padding after an episode are never computed (they are masked out of every loss and target). True: the
+    # padded batch through nn.GRU, as pymarl2 does. mask_entropy_after_termination=false reads the padding's
+    # values (the released code's leak), so it always unrolls the padding, and so does a learner on a GPU.
+    unroll_padding: bool = False
 
 
 def validate_value_factorisation(cfg: ValueFactorisationConfig) -> None:
@@ -214,7 +219,8 @@ class ValueFactorisation(Learner):
         state, avail = batch.state, batch.avail
 
         inputs = self.agent_inputs(batch)
-        q = self.agent.unroll(inputs)  # [B, T+1, n, A]
+        lengths = self.unroll_lengths(batch)
+        q = self.agent.unroll(inputs, lengths)  # [B, T+1, n, A]
         # g acts on each action's value on its own, so only the taken actions need it with a gradient; every
         # other use of g (next-action sampling, double-Q choice, dueling maxima) is detached: g over all
         # actions runs without autograd, on the same hypernetwork outputs.
@@ -226,7 +232,7 @@ class ValueFactorisation(Learner):
         q_tot = self.mix(self.mixer, g_taken, state[:, :-1], batch.actions, g_all[:, :-1], avail[:, :-1])
 
         with torch.no_grad():
-            target_q = self.target_agent.unroll(inputs)
+            target_q = self.target_agent.unroll(inputs, lengths)
             target_weights = self.target_g.weights(state)
             # all of the target's g: to pick the greedy next action from it, or for a dueling mixer's maxima
             full_target = (not cfg.soft_target and not cfg.double_q) or self.mixer_spec.takes_actions
@@ -268,6 +274,18 @@ class ValueFactorisation(Learner):
         out["train/entropy"] = ((entropy[:, :-1] * mask).sum() / mask.sum()).detach()
         out.update(value_diagnostics(q_tot.detach(), targets, loss_mask, q[:, :-1].detach(), avail[:, :-1], mask))
         return out
+
+    def unroll_lengths(self, batch: EpisodeBatch) -> torch.Tensor | None:
+        """Steps of each episode the agent net must see: its filled steps and the observation after the last
+        one (the bootstrap); None unrolls the whole padded batch.
+
+        Off the CPU the padded batch goes through nn.GRU (cuDNN's fused kernel): the packed GRU needs the
+        lengths on the host, one device round trip per update, and steps its rows from Python.
+        """
+        cfg = self.cfg
+        if cfg.unroll_padding or not cfg.mask_entropy_after_termination or batch.filled.device.type != "cpu":
+            return None
+        return batch.filled.sum(1).long() + 1
 
     def _targets(
         self, batch: EpisodeBatch, mask: torch.Tensor, target_tot: torch.Tensor, neg_logp: torch.Tensor

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from softqmix.nets.packed_gru import pack_plan, packed_gru
+
 
 def build_agent_inputs(
     obs: torch.Tensor,
@@ -35,8 +37,9 @@ def agent_input_dim(obs_dim: int, n_agents: int, n_actions: int, last_action: bo
 class RNNAgent(nn.Module):
     """Linear -> ReLU -> GRU -> Linear; one network, the agent id is part of the input.
 
-    Training unrolls whole episodes with `nn.GRU` (one fused call over time), acting
-    advances the same weights one step at a time, so both paths compute the same Q.
+    Training unrolls whole episodes, with `nn.GRU` over the padded batch or, given each episode's length, with
+    the packed GRU of softqmix.nets.packed_gru over the real steps only; acting advances the same weights one step
+    at a time, so every path computes the same Q.
     """
 
     def __init__(self, input_dim: int, hidden_dim: int, n_actions: int) -> None:
@@ -49,13 +52,27 @@ class RNNAgent(nn.Module):
     def initial_hidden(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         return torch.zeros(batch, self.hidden_dim, device=device)
 
-    def unroll(self, inputs: torch.Tensor) -> torch.Tensor:
-        """inputs [B, T, n, d] from a zero hidden state -> Q [B, T, n, A]."""
+    def unroll(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """inputs [B, T, n, d] from a zero hidden state -> Q [B, T, n, A].
+
+        With `lengths` [B] (each episode's steps, 1..T) only those steps are computed and the rest of Q is 0.
+        """
+        if lengths is not None:
+            return self._unroll_packed(inputs, lengths)
         b, t, n, d = inputs.shape
         x = F.relu(self.fc1(inputs.permute(0, 2, 1, 3).reshape(b * n, t, d)))
         h, _ = self.rnn(x)
         q = self.fc2(h)
         return q.reshape(b, n, t, -1).permute(0, 2, 1, 3)
+
+    def _unroll_packed(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        b, t, n, d = inputs.shape
+        plan = pack_plan(lengths, n, t)
+        rows = plan.rows.to(inputs.device)
+        x = F.relu(self.fc1(inputs.reshape(-1, d).index_select(0, rows)))
+        gi = F.linear(x, self.rnn.weight_ih_l0, self.rnn.bias_ih_l0)
+        q = self.fc2(packed_gru(gi, self.rnn.weight_hh_l0, self.rnn.bias_hh_l0, plan))
+        return q.new_zeros(plan.padded_rows, q.shape[-1]).index_copy(0, rows, q).view(b, t, n, -1)
 
     def unroll_with_hidden(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Like `unroll`, also returning the hidden state after each step [B, T, n, H]."""
@@ -99,8 +116,9 @@ class MLPAgent(nn.Module):
         h = F.relu(self.fc2(F.relu(self.fc1(inputs))))
         return self.fc3(h), h
 
-    def unroll(self, inputs: torch.Tensor) -> torch.Tensor:
-        """inputs [B, T, n, d] -> Q [B, T, n, A]."""
+    def unroll(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """inputs [B, T, n, d] -> Q [B, T, n, A]; `lengths` is accepted for the RNN's interface and not needed
+        (each step stands alone; steps past an episode's end are computed and masked by the learner)."""
         return self._forward(inputs)[0]
 
     def unroll_with_hidden(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
