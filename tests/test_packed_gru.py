@@ -33,10 +33,11 @@ def test_backward_passes_gradcheck() -> None:
     torch.manual_seed(0)
     plan = pack_plan(torch.tensor([3, 1, 4]), n_agents=2, steps=4)
     gi = torch.randn(plan.packed_rows, 9, dtype=torch.float64, requires_grad=True)
+    b_ih = torch.randn(9, dtype=torch.float64, requires_grad=True)
     w_hh = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
     b_hh = torch.randn(9, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda a, w, b: PackedGRU.apply(a, w, b, plan.batch_sizes, plan.prev_rows), (gi, w_hh, b_hh)
+        lambda a, c, w, b: PackedGRU.apply(a, c, w, b, plan.batch_sizes, plan.prev_rows), (gi, b_ih, w_hh, b_hh)
     )
 
 
@@ -50,7 +51,7 @@ def test_agent_unroll_over_own_steps_equals_nn_gru_on_those_steps() -> None:
     inside = (torch.arange(6)[None] < lengths[:, None]).to(torch.float64)[..., None, None]
     weights = torch.randn(4, 6, 3, 4, dtype=torch.float64)
 
-    packed = agent.unroll(inputs, lengths)
+    packed = agent.unroll(inputs, pack_plan(lengths, n_agents=3, steps=6))
     padded = agent.unroll(inputs)
     torch.testing.assert_close(packed, padded * inside)
     assert packed[1, 1:].abs().sum() == 0

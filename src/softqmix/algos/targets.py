@@ -63,14 +63,22 @@ def soft_td_lambda_targets(
             )
         return ret[:, :-1]
 
+    # y_t = m_t [r_t + gamma (1 - d_t) ((1 - lam) V_{t+1} + lam c_{t+1})] with V = Q + alpha H, and the
+    # continuation c_t = y_t + alpha H_t on a live step, V_t on a masked one (c_T = V_T: beyond the window, bootstrap).
+    # Both are affine in c_{t+1}: y_t = base_t + carry_t c_{t+1}, c_t = offset_t + scale_t c_{t+1}, so every
+    # coefficient is computed for all steps at once and the backward recursion is one fused op per step.
     soft_values = target_qs + bonus
-    ret = target_qs.new_zeros(b, horizon)
-    continuation = soft_values[:, horizon]  # beyond the window: bootstrap
+    live = (mask > 0).to(target_qs.dtype)
+    gain = mask * gamma * (1 - terminated)
+    base = mask * rewards + gain * (1 - lam) * soft_values[:, 1:]
+    carry = gain * lam
+    offset = (live * (base + bonus[:, :-1]) + (1 - live) * soft_values[:, :-1]).t().contiguous()
+    scale = (live * carry).t().contiguous()
+    continuation = target_qs.new_empty(horizon + 1, b)  # time-major: each step's row is contiguous
+    continuation[horizon] = soft_values[:, horizon]
     for t in range(horizon - 1, -1, -1):
-        mixed = (1 - lam) * soft_values[:, t + 1] + lam * continuation
-        ret[:, t] = mask[:, t] * (rewards[:, t] + gamma * (1 - terminated[:, t]) * mixed)
-        continuation = torch.where(mask[:, t] > 0, ret[:, t] + bonus[:, t], soft_values[:, t])
-    return ret
+        torch.addcmul(offset[t], scale[t], continuation[t + 1], out=continuation[t])
+    return base + carry * continuation[1:].t()
 
 
 def td_lambda_targets(

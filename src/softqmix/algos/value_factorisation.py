@@ -24,6 +24,7 @@ from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
 from softqmix.nets.agent import agent_input_dim, make_agent_net
 from softqmix.nets.mixers import MixerShape, make_mixer, mixer_spec
+from softqmix.nets.packed_gru import pack_plan
 from softqmix.nets.transforms import AffineF, IdentityTransform, MonotoneG, detached
 from softqmix.progress import TrainingProgress
 
@@ -220,7 +221,8 @@ class ValueFactorisation(Learner):
 
         inputs = self.agent_inputs(batch)
         lengths = self.unroll_lengths(batch)
-        q = self.agent.unroll(inputs, lengths)  # [B, T+1, n, A]
+        plan = None if lengths is None else pack_plan(lengths, self.env_info.n_agents, inputs.shape[1])
+        q = self.agent.unroll(inputs, plan)  # [B, T+1, n, A]
         # g acts on each action's value on its own, so only the taken actions need it with a gradient; every
         # other use of g (next-action sampling, double-Q choice, dueling maxima) is detached: g over all
         # actions runs without autograd, on the same hypernetwork outputs.
@@ -232,7 +234,7 @@ class ValueFactorisation(Learner):
         q_tot = self.mix(self.mixer, g_taken, state[:, :-1], batch.actions, g_all[:, :-1], avail[:, :-1])
 
         with torch.no_grad():
-            target_q = self.target_agent.unroll(inputs, lengths)
+            target_q = self.target_agent.unroll(inputs, plan)
             target_weights = self.target_g.weights(state)
             # all of the target's g: to pick the greedy next action from it, or for a dueling mixer's maxima
             full_target = (not cfg.soft_target and not cfg.double_q) or self.mixer_spec.takes_actions

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from softqmix.nets.packed_gru import pack_plan, packed_gru
+from softqmix.nets.packed_gru import PackPlan, packed_gru
 
 
 def build_agent_inputs(
@@ -52,26 +52,29 @@ class RNNAgent(nn.Module):
     def initial_hidden(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         return torch.zeros(batch, self.hidden_dim, device=device)
 
-    def unroll(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def unroll(self, inputs: torch.Tensor, plan: PackPlan | None = None) -> torch.Tensor:
         """inputs [B, T, n, d] from a zero hidden state -> Q [B, T, n, A].
 
-        With `lengths` [B] (each episode's steps, 1..T) only those steps are computed and the rest of Q is 0.
+        With a `plan` (softqmix.nets.packed_gru.pack_plan of each episode's length) only the episodes' own steps
+        are computed and the rest of Q is 0.
         """
-        if lengths is not None:
-            return self._unroll_packed(inputs, lengths)
+        if plan is not None:
+            return self._unroll_packed(inputs, plan)
         b, t, n, d = inputs.shape
         x = F.relu(self.fc1(inputs.permute(0, 2, 1, 3).reshape(b * n, t, d)))
         h, _ = self.rnn(x)
         q = self.fc2(h)
         return q.reshape(b, n, t, -1).permute(0, 2, 1, 3)
 
-    def _unroll_packed(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _unroll_packed(self, inputs: torch.Tensor, plan: PackPlan) -> torch.Tensor:
         b, t, n, d = inputs.shape
-        plan = pack_plan(lengths, n, t)
+        if plan.padded_rows != b * t * n:
+            raise ValueError(
+                f"the pack plan is for {plan.padded_rows} rows, the inputs {tuple(inputs.shape)} have {b * t * n}"
+            )
         rows = plan.rows.to(inputs.device)
         x = F.relu(self.fc1(inputs.reshape(-1, d).index_select(0, rows)))
-        gi = F.linear(x, self.rnn.weight_ih_l0, self.rnn.bias_ih_l0)
-        q = self.fc2(packed_gru(gi, self.rnn.weight_hh_l0, self.rnn.bias_hh_l0, plan))
+        q = self.fc2(packed_gru(x, self.rnn, plan))
         return q.new_zeros(plan.padded_rows, q.shape[-1]).index_copy(0, rows, q).view(b, t, n, -1)
 
     def unroll_with_hidden(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,8 +119,8 @@ class MLPAgent(nn.Module):
         h = F.relu(self.fc2(F.relu(self.fc1(inputs))))
         return self.fc3(h), h
 
-    def unroll(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """inputs [B, T, n, d] -> Q [B, T, n, A]; `lengths` is accepted for the RNN's interface and not needed
+    def unroll(self, inputs: torch.Tensor, plan: PackPlan | None = None) -> torch.Tensor:
+        """inputs [B, T, n, d] -> Q [B, T, n, A]; a pack `plan` is accepted for the RNN's interface and not needed
         (each step stands alone; steps past an episode's end are computed and masked by the learner)."""
         return self._forward(inputs)[0]
 
