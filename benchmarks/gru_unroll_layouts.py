@@ -13,9 +13,10 @@ The batch here is 32 episodes x 5 agents, lengths drawn from N(`--mean-length`, 
 one episode at `--limit`: on protoss 5v5 QMIX batches are 89.5 steps long on average and at most 146
 (benchmarks/replay_batch_lengths.py, benchmarks/results/replay_batch_lengths_smax_5v5.json). Layouts:
 
-  padded    the whole batch unrolled to the longest episode (what the learner does)
-  packed    torch's PackedSequence, each row unrolled to its own length
-  bucketed  two unrolls: the episodes within `--bucket` steps, and the rest at full length
+  padded    nn.GRU over the whole batch, unrolled to the longest episode (the learner with algo.unroll_padding=true)
+  packed    torch's PackedSequence through nn.GRU, each row unrolled to its own length
+  bucketed  two nn.GRU unrolls: the episodes within `--bucket` steps, and the rest at full length
+  ours      softqmix.nets.packed_gru: each row over its own length, hand-written backward (the learner's default)
 
 Prints and saves JSON (ms per pass, median of `--repeats`, the layouts taking turns).
 """
@@ -32,6 +33,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from softqmix.nets.packed_gru import pack_plan, packed_gru
 
 
 def timed_ms(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -85,13 +88,20 @@ def main() -> None:
         b = gru(inputs[~short])[0]
         (a.sum() + b.sum()).backward()
 
+    plan = pack_plan(rows, n_agents=1, steps=steps)
+    flat = inputs.reshape(-1, args.hidden)
+
+    def ours() -> None:
+        packed_gru(flat.index_select(0, plan.rows), gru, plan).sum().backward()
+
+    layouts = {"padded": padded, "packed": packed, "bucketed": bucketed, "ours": ours}
     result = {
         "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "mean_row_length": float(rows.float().mean()),
         "rows_in_long_bucket": int((~short).sum()),
-        "ms_per_forward_backward": timed_ms({"padded": padded, "packed": packed, "bucketed": bucketed}, args.repeats),
+        "ms_per_forward_backward": timed_ms(layouts, args.repeats),
     }
     print(json.dumps(result, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)

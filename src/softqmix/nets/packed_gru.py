@@ -129,7 +129,9 @@ class PackedGRU(torch.autograd.Function):
         for size in reversed(batch_sizes):
             start = end - size
             d = grad_out[start:end]
-            if carry is not None:
+            if carry is not None and carry.shape[0] == size:
+                d = d + carry
+            elif carry is not None:  # episodes that ended at this step get nothing from the next one
                 d = d.clone()
                 d[: carry.shape[0]] += carry
             gi_rows, gh_rows = grad_gi[start:end], grad_gh[start:end]
