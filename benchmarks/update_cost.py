@@ -2,10 +2,17 @@
 
     python benchmarks/update_cost.py --env mpe/spread_simple --algos qmix soft_qmix --batch-sizes 32 128
     python benchmarks/update_cost.py --env smax/protoss_5v5 --algos qmix soft_qmix --batch-sizes 128 --profile
+    python benchmarks/update_cost.py --env smax/protoss_5v5 --algos qmix soft_qmix --batch-sizes 32 \
+        --mean-length 55 --longest 90 --out benchmarks/results/update_cost_smax_5v5_typical.json
+    python benchmarks/update_cost.py --env smax/protoss_5v5 --algos qmix soft_qmix --batch-sizes 32 \
+        --mean-length 55 --longest 90 --overrides algo.unroll_padding=true \
+        --out benchmarks/results/update_cost_smax_5v5_typical_padded.json
 
 Builds the learner for the env's sizes (the env is made once to read them), fills a batch of full-length
-episodes with random observations, legal-action masks and actions, and times `Learner.update` (losses,
-backward, clipping, optimizer steps, target copies) after a warm-up, in one torch thread. A learner that
+episodes (or, with `--mean-length`, of battles whose lengths are drawn from N(mean, 12), one of them `--longest`
+steps long, as a SMAX replay batch is: benchmarks/replay_batch_lengths.py) with random observations, legal-action
+masks and actions, and times `Learner.update` (losses, backward, clipping, optimizer steps, target copies) after a
+warm-up, in one torch thread. A learner that
 samples transitions (HASAC: `--batch-sizes` counts transitions) gets its batch from a buffer of such episodes
 through its own `sample_replay`, whose time per batch is reported beside (`sample_ms_median`). `--profile` adds
 torch.profiler's table of the ops that take the time. Reports wall and thread CPU milliseconds (the second
@@ -37,9 +44,24 @@ from softqmix.envs import make_env
 from softqmix.envs.base import EnvInfo
 
 
-def random_batch(info: EnvInfo, batch_size: int, seed: int = 0) -> EpisodeBatch:
-    """Full-length episodes (the costliest case), every agent with a random non-empty set of legal actions."""
+def random_batch(
+    info: EnvInfo, batch_size: int, seed: int = 0, mean_length: float | None = None, longest: int | None = None
+) -> EpisodeBatch:
+    """Full-length episodes (the costliest case), or terminated ones of random lengths (`mean_length`) cut to the
+    longest; every agent with a random non-empty set of legal actions."""
     gen = torch.Generator().manual_seed(seed)
+    if mean_length is not None:
+        limit = longest or info.episode_limit
+        lengths = torch.normal(mean_length, 12.0, (batch_size,), generator=gen).round().long().clamp(1, limit)
+        lengths[0] = limit
+        full = random_batch(info, batch_size, seed)
+        batch = EpisodeBatch(
+            **{k: v[:, : limit + (1 if k in ("obs", "state", "avail") else 0)].clone() for k, v in vars(full).items()}
+        )
+        steps = torch.arange(limit)
+        batch.filled.copy_((steps[None] < lengths[:, None]).float())
+        batch.terminated.copy_((steps[None] == lengths[:, None] - 1).float())
+        return batch
     batch = EpisodeBatch.zeros(batch_size, info)
     batch.obs.copy_(torch.randn(batch.obs.shape, generator=gen))
     batch.state.copy_(torch.randn(batch.state.shape, generator=gen))
@@ -54,12 +76,14 @@ def random_batch(info: EnvInfo, batch_size: int, seed: int = 0) -> EpisodeBatch:
     return batch
 
 
-def replay_batch(learner: Learner, info: EnvInfo, batch_size: int) -> tuple[Any, float | None]:
+def replay_batch(
+    learner: Learner, info: EnvInfo, batch_size: int, mean_length: float | None = None, longest: int | None = None
+) -> tuple[Any, float | None]:
     """What the training loop hands this learner: `batch_size` random episodes, or, for a learner that samples
     transitions, `batch_size` of them from twice as many full-length episodes as they need (and the median
     milliseconds of drawing such a batch)."""
     if type(learner).sample_replay is Learner.sample_replay:
-        return random_batch(info, batch_size), None
+        return random_batch(info, batch_size, 0, mean_length, longest), None
     episodes = 2 * math.ceil(batch_size / info.episode_limit)
     buffer = EpisodeBuffer(episodes, info)
     buffer.insert(random_batch(info, episodes))
@@ -72,12 +96,20 @@ def replay_batch(learner: Learner, info: EnvInfo, batch_size: int) -> tuple[Any,
 
 
 def measure(
-    algo_cfg: Any, info: EnvInfo, obs_last_action: bool, batch_size: int, updates: int, warmup: int, profile: bool
+    algo_cfg: Any,
+    info: EnvInfo,
+    obs_last_action: bool,
+    batch_size: int,
+    updates: int,
+    warmup: int,
+    profile: bool,
+    mean_length: float | None = None,
+    longest: int | None = None,
 ) -> dict[str, Any]:
     torch.manual_seed(0)
     learner = build_learner(algo_cfg, info, obs_last_action)
     optimizers = learner.make_optimizers()
-    batch, sample_ms = replay_batch(learner, info, batch_size)
+    batch, sample_ms = replay_batch(learner, info, batch_size, mean_length, longest)
     for _ in range(warmup):
         learner.update(batch, optimizers)
     times, cpu = [], []
@@ -117,6 +149,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--overrides", nargs="*", default=[], help="more config overrides, e.g. algo.g_hidden=8")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--mean-length", type=float, default=None, help="episodes of random lengths (not full)")
+    parser.add_argument("--longest", type=int, default=None, help="with --mean-length: the batch's longest episode")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -132,7 +166,17 @@ def main() -> None:
             info = env.info()
             env.close()
         for batch_size in args.batch_sizes:
-            row = measure(cfg.algo, info, cfg.env.obs_last_action, batch_size, args.updates, args.warmup, args.profile)
+            row = measure(
+                cfg.algo,
+                info,
+                cfg.env.obs_last_action,
+                batch_size,
+                args.updates,
+                args.warmup,
+                args.profile,
+                args.mean_length,
+                args.longest,
+            )
             row["env"] = args.env
             table = row.pop("profile", None)
             print(json.dumps(row), flush=True)
