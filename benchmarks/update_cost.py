@@ -12,11 +12,11 @@ Builds the learner for the env's sizes (the env is made once to read them), fill
 episodes (or, with `--mean-length`, of battles whose lengths are drawn from N(mean, 12), one of them `--longest`
 steps long, as a SMAX replay batch is: benchmarks/replay_batch_lengths.py) with random observations, legal-action
 masks and actions, and times `Learner.update` (losses, backward, clipping, optimizer steps, target copies) after a
-warm-up, in one torch thread. A learner that
-samples transitions (HASAC: `--batch-sizes` counts transitions) gets its batch from a buffer of such episodes
-through its own `sample_replay`, whose time per batch is reported beside (`sample_ms_median`). `--profile` adds
-torch.profiler's table of the ops that take the time. Reports wall and thread CPU milliseconds (the second
-stays close to the update's cost when other processes share the cores). Prints and saves JSON.
+warm-up, in one torch thread. A learner that samples transitions (HASAC: `--batch-sizes` counts transitions) gets
+its batch from a buffer of such episodes through its own `sample_replay`, whose time per batch is reported beside
+(`sample_ms_median`). `--profile` adds torch.profiler's table of the ops that take the time. Reports wall and
+thread CPU milliseconds (the second stays close to the update's cost when other processes share the cores).
+Prints and saves JSON.
 """
 
 from __future__ import annotations
