@@ -7,6 +7,7 @@ import torch
 
 from softqmix.algos.registry import build_learner
 from softqmix.data.buffer import EpisodeBatch
+from softqmix.data.live_steps import LiveSteps
 from softqmix.envs.base import EnvInfo
 from softqmix.nets.agent import RNNAgent
 from softqmix.nets.packed_gru import PackedGRU, pack_plan
@@ -89,12 +90,16 @@ def ragged_batch() -> EpisodeBatch:
         {"name": "qmix"},
         {"name": "soft_qmix"},
         {"name": "soft_qmix", "mixer": "sum", "use_g": True, "g_residual": True, "weighted_td": True},
+        {"name": "soft_qmix", "mixer": "qmix", "use_g": True, "double_q": False},
+        {"name": "qplex", "use_g": True},
+        {"name": "iql"},
     ],
-    ids=["qmix", "soft_qmix", "soft_qmix_release_form"],
+    ids=["qmix", "soft_qmix", "soft_qmix_release_form", "hard_target_over_g", "qplex", "iql"],
 )
 def test_learner_losses_and_gradients_do_not_depend_on_unrolling_the_padding(algo: dict) -> None:
-    """Every loss and diagnostic, and the gradient of every learned parameter, with the padding unrolled
-    (algo.unroll_padding=true) or not."""
+    """Every loss and diagnostic, and the gradient of every learned parameter, with the padding unrolled and
+    every per-step computation run over the whole padded batch (algo.unroll_padding=true), or on the episodes'
+    own steps only."""
     results = []
     for unroll_padding in (True, False):
         torch.manual_seed(0)
@@ -132,3 +137,14 @@ def test_a_batch_off_the_cpu_unrolls_the_padding() -> None:
     learner = build_learner({"name": "qmix"}, INFO, True)
     on_meta = EpisodeBatch(**{k: v.to("meta") for k, v in vars(ragged_batch()).items()})
     assert learner.unroll_lengths(on_meta) is None
+
+
+def test_live_steps_take_the_episodes_cells_and_put_zeros_elsewhere() -> None:
+    grid = torch.arange(2 * 3 * 2).reshape(2, 3, 2).float()  # [B=2, S=3, 2]
+    live = LiveSteps.of(torch.tensor([1, 3]), steps=3)
+    rows = live.take(grid)
+    assert rows.tolist() == [[0, 1], [6, 7], [8, 9], [10, 11]]
+    back = live.put(rows * 10)
+    assert back.tolist() == [[[0, 10], [0, 0], [0, 0]], [[60, 70], [80, 90], [100, 110]]]
+    everything = LiveSteps.everything(2, 3)
+    torch.testing.assert_close(everything.put(everything.take(grid)), grid)

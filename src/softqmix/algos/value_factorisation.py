@@ -20,6 +20,7 @@ from softqmix.algos.learner import Learner, OptimizerGroup, ReplayLearnerConfig,
 from softqmix.algos.registry import AlgorithmSpec, register_algorithm
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
 from softqmix.data.buffer import EpisodeBatch
+from softqmix.data.live_steps import LiveSteps
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
 from softqmix.nets.agent import agent_input_dim, make_agent_net
@@ -89,11 +90,6 @@ def validate_value_factorisation(cfg: ValueFactorisationConfig) -> None:
 def needs_state(cfg: ValueFactorisationConfig) -> bool:
     """g and f are conditioned on the state, and so are state-based mixers."""
     return mixer_spec(cfg.mixer).needs_state or cfg.use_g or cfg.use_f
-
-
-def _steps(weights: tuple[torch.Tensor, ...] | None, steps: slice) -> tuple[torch.Tensor, ...] | None:
-    """Transform weights [B, T+1, ...] restricted to some time steps."""
-    return None if weights is None else tuple(w[:, steps] for w in weights)
 
 
 def _per_agent_time_major(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -213,45 +209,58 @@ class ValueFactorisation(Learner):
         return mixer(utilities, state, actions, _best_available(all_utilities, avail))
 
     def compute_losses(self, batch: EpisodeBatch) -> dict[str, torch.Tensor]:
-        """All losses and diagnostics of one update; pure given the batch and the RNG."""
+        """All losses and diagnostics of one update; pure given the batch and the RNG.
+
+        Everything that treats each step on its own (g, f, the mixers, action choice) runs on the batch's live
+        steps only (softqmix.data.live_steps), gathered into rows; the TD(lambda) recursion and the losses work on
+        the padded [B, T] layout, where the padding is masked.
+        """
         cfg = self.cfg
         mask = batch.filled.clone()
         mask[:, 1:] = mask[:, 1:] * (1 - batch.terminated[:, :-1])
         state, avail = batch.state, batch.avail
+        episodes, steps = state.shape[:2]  # steps = T + 1: the observation after the last step is one more
 
         inputs = self.agent_inputs(batch)
         lengths = self.unroll_lengths(batch)
-        plan = None if lengths is None else pack_plan(lengths, self.env_info.n_agents, inputs.shape[1])
+        plan = None if lengths is None else pack_plan(lengths, self.env_info.n_agents, steps)
+        live = LiveSteps.everything(episodes, steps) if lengths is None else LiveSteps.of(lengths, steps)
         q = self.agent.unroll(inputs, plan)  # [B, T+1, n, A]
+        # each live step's row: its state, legal actions and taken action (none after the last step: a
+        # placeholder 0 there, whose value the mask drops like any padding)
+        state_at, avail_at, q_at = live.take(state), live.take(avail), live.take(q)
+        actions_at = live.take(torch.cat([batch.actions, torch.zeros_like(batch.actions[:, :1])], dim=1))
         # g acts on each action's value on its own, so only the taken actions need it with a gradient; every
         # other use of g (next-action sampling, double-Q choice, dueling maxima) is detached: g over all
         # actions runs without autograd, on the same hypernetwork outputs.
-        g_weights = self.g.weights(state)
-        q_taken = q[:, :-1].gather(-1, batch.actions.unsqueeze(-1))  # [B, T, n, 1]
-        g_taken = self.g.apply(q_taken, _steps(g_weights, slice(None, -1))).squeeze(-1)  # [B, T, n]
+        g_weights = self.g.weights(state_at)
+        g_taken = self.g.apply(q_at.gather(-1, actions_at.unsqueeze(-1)), g_weights).squeeze(-1)  # [R, n]
         with torch.no_grad():
-            g_all = self.g.apply(q.detach(), detached(g_weights))  # [B, T+1, n, A]
-        q_tot = self.mix(self.mixer, g_taken, state[:, :-1], batch.actions, g_all[:, :-1], avail[:, :-1])
+            g_all = self.g.apply(q_at.detach(), detached(g_weights))  # [R, n, A]
+        q_tot = live.put(self.mix(self.mixer, g_taken, state_at, actions_at, g_all, avail_at))[:, :-1]
 
         with torch.no_grad():
-            target_q = self.target_agent.unroll(inputs, plan)
-            target_weights = self.target_g.weights(state)
+            target_q = live.take(self.target_agent.unroll(inputs, plan))
+            target_weights = self.target_g.weights(state_at)
             # all of the target's g: to pick the greedy next action from it, or for a dueling mixer's maxima
             full_target = (not cfg.soft_target and not cfg.double_q) or self.mixer_spec.takes_actions
             target_g = self.target_g.apply(target_q, target_weights) if full_target else None
             if cfg.soft_target:
-                logits = self.f(g_all, state) / cfg.alpha
-                next_actions, log_probs = sample_softmax(logits, avail)
-                neg_logp = -log_probs.gather(-1, next_actions.unsqueeze(-1)).squeeze(-1)  # [B, T+1, n]
+                # sampled over the whole padded grid, so the random draws fall on the same steps whichever
+                # steps are live (the padding's samples are masked)
+                logits = live.put(self.f(g_all, state_at) / cfg.alpha)
+                sampled, log_probs = sample_softmax(logits, avail)
+                neg_logp = -log_probs.gather(-1, sampled.unsqueeze(-1)).squeeze(-1)  # [B, T+1, n]
+                next_actions = live.take(sampled)
             else:
-                next_actions = greedy_actions(g_all if cfg.double_q else target_g, avail)
-                neg_logp = torch.zeros_like(next_actions, dtype=q.dtype)
+                next_actions = greedy_actions(g_all if cfg.double_q else target_g, avail_at)
+                neg_logp = q.new_zeros(q.shape[:-1])
             if target_g is None:
                 target_next = target_q.gather(-1, next_actions.unsqueeze(-1))
                 target_taken = self.target_g.apply(target_next, target_weights).squeeze(-1)
             else:
                 target_taken = target_g.gather(-1, next_actions.unsqueeze(-1)).squeeze(-1)
-            target_tot = self.mix(self.target_mixer, target_taken, state, next_actions, target_g, avail)
+            target_tot = live.put(self.mix(self.target_mixer, target_taken, state_at, next_actions, target_g, avail_at))
             targets, entropy = self._targets(batch, mask, target_tot, neg_logp)
 
         td_error = q_tot - targets
@@ -259,7 +268,7 @@ class ValueFactorisation(Learner):
         out: dict[str, torch.Tensor] = {}
         weights = loss_mask
         if cfg.use_f or cfg.weighted_td:
-            f_sum = self.f(g_taken.detach().unsqueeze(-1), state[:, :-1]).squeeze(-1).sum(-1)
+            f_sum = live.put(self.f(g_taken.detach().unsqueeze(-1), state_at).squeeze(-1).sum(-1))[:, :-1]
             policy_error = q_tot.detach() - f_sum
             if cfg.use_f:
                 out["loss/policy"] = (0.5 * policy_error.pow(2) * mask).sum() / mask.sum()
