@@ -21,7 +21,8 @@ and any further overrides in `--extra` (named in the tables by `--tag`, e.g. `--
   python benchmarks/parity/matrix_parity.py run --which authors --seeds 0-19 --t-max 10000 --work-dir W \\
       --authors-dir W/authors-install/soft-qmix --authors-python W/authors-install/venv/bin/python
   python benchmarks/parity/matrix_parity.py run --which ours --form release --seeds 0-19 --t-max 10000 --work-dir W
-  python benchmarks/parity/matrix_parity.py report --work-dir W --out benchmarks/results/matrix_parity
+  python benchmarks/parity/matrix_parity.py report --work-dir W --out benchmarks/results/matrix_parity \
+      --rates-out src/softqmix/eval/matrix_study_rates.json
 
 Each run leaves one record (W/records/<label>.json): the greedy joint action, Q_tot of every joint action, the
 training policies, wall and CPU seconds. On their side the record is computed from the agent and mixer their
@@ -385,10 +386,11 @@ def cmd_report(args: argparse.Namespace) -> None:
                 writer.writerow(
                     [r["code"], r["form"], r["alpha"], r["t_max"], s["seed"], s["greedy"], s["success"], *q_values]
                 )
-    rates = study_rates(rows)
-    Path(args.rates_out).write_text(json.dumps(rates, indent=1) + "\n")
     print(markdown)
-    print(f"study rates for the verdict line of `python train.py`: {args.rates_out} ({len(rates)} settings)")
+    if args.rates_out:  # only when asked: a report of a partial rerun must not replace the study's counts
+        rates = study_rates(rows)
+        Path(args.rates_out).write_text(json.dumps(rates, indent=1) + "\n")
+        print(f"study rates for the verdict line of `python train.py`: {args.rates_out} ({len(rates)} settings)")
     print(f"total CPU {sum(r['cpu_seconds'] for r in rows) / 60:.1f} min over {len(records)} runs")
 
 
@@ -418,8 +420,9 @@ def main() -> None:
     report.add_argument("--out", default="benchmarks/results/matrix_parity")
     report.add_argument(
         "--rates-out",
-        default=str(REPO_ROOT / "src/softqmix/eval/matrix_study_rates.json"),
-        help="the counts the verdict line of a matrix run quotes (package data)",
+        default=None,
+        help="also write the counts that the verdict line of a matrix run quotes: the package data "
+        "src/softqmix/eval/matrix_study_rates.json, from the whole study's work dir only",
     )
     args = parser.parse_args()
     {"run": cmd_run, "init": cmd_init, "report": cmd_report}[args.cmd](args)

@@ -145,7 +145,7 @@ STUDY_FORMS: dict[str, dict[str, Any]] = {
     "full": {"algo.mixer": "qmix", "algo.g_residual": False, "algo.weighted_td": False},
 }
 STUDY_MASKED = {"default": True, "release": False, "full": True}  # algo.mask_entropy_after_termination
-# The study's counts, written by `benchmarks/parity/matrix_parity.py report` next to this module so that an
+# The study's counts, written by `benchmarks/parity/matrix_parity.py report --rates-out` next to this module so an
 # installed package can quote them (the full tables are in benchmarks/results/matrix_parity/).
 STUDY_RATES_FILE = Path(__file__).with_name("matrix_study_rates.json")
 
