@@ -1,11 +1,12 @@
-"""Cost of one agent-GRU forward and backward pass over a replay batch, in three layouts, on `--threads` CPU threads.
+"""Cost of one agent-GRU forward and backward pass over a replay batch, in four layouts, on `--threads` CPU threads.
 
     python benchmarks/gru_unroll_layouts.py --limit 90 --bucket 70 \\
-        --out benchmarks/results/gru_unroll_layouts_typical.json
+        --out benchmarks/results/gru_unroll_layouts_typical_with_ours.json
     python benchmarks/gru_unroll_layouts.py --limit 146 --bucket 90 \\
-        --out benchmarks/results/gru_unroll_layouts_longest.json
-    python benchmarks/gru_unroll_layouts.py --limit 90 --bucket 70 --threads 2 \\
-        --out benchmarks/results/gru_unroll_layouts_typical_2threads.json
+        --out benchmarks/results/gru_unroll_layouts_longest_with_ours.json
+
+(`gru_unroll_layouts_{typical,longest,typical_2threads}.json` are the same commands, `--threads 2` for the last,
+run before the fourth layout existed.)
 
 Why: a value learner's update on SMAX unrolls the agent GRU over every step of its batch, cut to the batch's
 longest episode, while most battles are much shorter. Could unrolling each episode only to its own length pay?
