@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from softqmix.data.buffer import EpisodeBatch
 from softqmix.envs.base import EnvInfo, Observation, StepResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # where train.py and evaluate.py are
@@ -100,3 +101,18 @@ class MaskedRandomActor(SeededRandomActor):
         probs = torch.as_tensor(avail, dtype=torch.float32).reshape(-1, self.n_actions)
         actions = torch.multinomial(probs, 1, generator=self.gen).reshape(obs.shape[:2])
         return actions, hidden
+
+
+def random_replay_batch(info: EnvInfo, n_episodes: int, seed: int = 0) -> EpisodeBatch:
+    """Random observations, states, rewards and legal actions (action 0 always legal) for every step of
+    `n_episodes` episodes; `filled` and `terminated` are left at 0 for the caller to shape the episodes."""
+    gen = torch.Generator().manual_seed(seed)
+    b = EpisodeBatch.zeros(n_episodes, info)
+    b.obs.copy_(torch.randn(b.obs.shape, generator=gen))
+    b.state.copy_(torch.randn(b.state.shape, generator=gen))
+    b.avail.copy_((torch.rand(b.avail.shape, generator=gen) > 0.4).float())
+    b.avail[..., 0] = 1.0
+    legal = b.avail[:, :-1].reshape(-1, info.n_actions)
+    b.actions.copy_(torch.multinomial(legal, 1, generator=gen).view(b.actions.shape))
+    b.reward.copy_(torch.randn(b.reward.shape, generator=gen))
+    return b

@@ -11,6 +11,7 @@ from softqmix.data.live_steps import LiveSteps
 from softqmix.envs.base import EnvInfo
 from softqmix.nets.agent import RNNAgent
 from softqmix.nets.packed_gru import PackedGRU, pack_plan
+from tests.helpers import random_replay_batch
 
 
 def test_pack_plan_is_time_major_longest_first() -> None:
@@ -70,14 +71,7 @@ INFO = EnvInfo(n_agents=3, n_actions=5, obs_dim=6, state_dim=7, episode_limit=8)
 def ragged_batch() -> EpisodeBatch:
     """Episodes that end at different steps: terminated at 2 and 5, one truncated at 8 (the window's end), one
     cut short at 6 without termination."""
-    gen = torch.Generator().manual_seed(0)
-    b = EpisodeBatch.zeros(4, INFO)
-    b.obs.copy_(torch.randn(b.obs.shape, generator=gen))
-    b.state.copy_(torch.randn(b.state.shape, generator=gen))
-    b.avail.copy_((torch.rand(b.avail.shape, generator=gen) > 0.4).float())
-    b.avail[..., 0] = 1.0
-    b.actions.copy_(torch.multinomial(b.avail[:, :-1].reshape(-1, 5), 1, generator=gen).view(b.actions.shape))
-    b.reward.copy_(torch.randn(b.reward.shape, generator=gen))
+    b = random_replay_batch(INFO, 4)
     for row, (length, terminated) in enumerate([(3, True), (6, True), (8, False), (6, False)]):
         b.filled[row, :length] = 1.0
         b.terminated[row, length - 1] = float(terminated)

@@ -19,6 +19,7 @@ from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
 from softqmix.data.buffer import EpisodeBatch
 from softqmix.envs.base import EnvInfo
 from softqmix.nets.mixers import QMixer
+from tests.helpers import random_replay_batch
 
 INFO = EnvInfo(n_agents=3, n_actions=5, obs_dim=6, state_dim=7, episode_limit=6)
 FORMS = {
@@ -33,14 +34,7 @@ FORMS = {
 
 
 def batch(seed: int = 0) -> EpisodeBatch:
-    gen = torch.Generator().manual_seed(seed)
-    b = EpisodeBatch.zeros(4, INFO)
-    b.obs.copy_(torch.randn(b.obs.shape, generator=gen))
-    b.state.copy_(torch.randn(b.state.shape, generator=gen))
-    b.avail.copy_((torch.rand(b.avail.shape, generator=gen) > 0.4).float())
-    b.avail[..., 0] = 1.0
-    b.actions.copy_(torch.multinomial(b.avail[:, :-1].reshape(-1, 5), 1, generator=gen).view(b.actions.shape))
-    b.reward.copy_(torch.randn(b.reward.shape, generator=gen))
+    b = random_replay_batch(INFO, 4, seed)
     b.filled[:, :5] = 1.0
     b.filled[0, 3:] = 0.0  # a short episode that terminates at step 2
     b.terminated[0, 2] = 1.0
