@@ -14,7 +14,7 @@ The batch here is 32 episodes x 5 agents, lengths drawn from N(`--mean-length`, 
 one episode at `--limit`: on protoss 5v5 QMIX batches are 89.5 steps long on average and at most 146
 (benchmarks/replay_batch_lengths.py, benchmarks/results/replay_batch_lengths_smax_5v5.json). Layouts:
 
-  padded    nn.GRU over the whole batch, unrolled to the longest episode (the learner with algo.unroll_padding=true)
+  padded    nn.GRU over the whole batch, to the longest episode (the learner with algo.packed_unroll_max_live=0)
   packed    torch's PackedSequence through nn.GRU, each row unrolled to its own length
   bucketed  two nn.GRU unrolls: the episodes within `--bucket` steps, and the rest at full length
   ours      softqmix.nets.packed_gru: each row over its own length, hand-written backward (the learner's default)

@@ -5,7 +5,7 @@
     python benchmarks/update_cost.py --env smax/protoss_5v5 --algos qmix soft_qmix --batch-sizes 32 \
         --mean-length 55 --longest 90 --out benchmarks/results/update_cost_smax_5v5_typical.json
     python benchmarks/update_cost.py --env smax/protoss_5v5 --algos qmix soft_qmix --batch-sizes 32 \
-        --mean-length 55 --longest 90 --overrides algo.unroll_padding=true \
+        --mean-length 55 --longest 90 --overrides algo.packed_unroll_max_live=0 \
         --out benchmarks/results/update_cost_smax_5v5_typical_padded.json
 
 Builds the learner for the env's sizes (the env is made once to read them), fills a batch of full-length

@@ -178,7 +178,7 @@ def test_an_update_never_waits_for_the_host_except_for_its_finite_check(monkeypa
     learner = build_learner(
         {"name": "soft_qmix", "mixer": "qmix", "use_f": True, "use_g": True, "soft_target": True,
          "behaviour": "softmax", "weighted_td": True, "standardise_rewards": True, "batch_size": 4,
-         "unroll_padding": True},
+         "packed_unroll_max_live": 0.0},
         INFO,
         False,
     )  # fmt: skip

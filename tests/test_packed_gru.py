@@ -92,12 +92,12 @@ def ragged_batch() -> EpisodeBatch:
 )
 def test_learner_losses_and_gradients_do_not_depend_on_unrolling_the_padding(algo: dict) -> None:
     """Every loss and diagnostic, and the gradient of every learned parameter, with the padding unrolled and
-    every per-step computation run over the whole padded batch (algo.unroll_padding=true), or on the episodes'
-    own steps only."""
+    every per-step computation run over the whole padded batch (algo.packed_unroll_max_live=0), or on the
+    episodes' own steps only (=1)."""
     results = []
-    for unroll_padding in (True, False):
+    for max_live in (0.0, 1.0):
         torch.manual_seed(0)
-        learner = build_learner({**algo, "unroll_padding": unroll_padding}, INFO, obs_last_action=True).double()
+        learner = build_learner({**algo, "packed_unroll_max_live": max_live}, INFO, obs_last_action=True).double()
         with torch.no_grad():  # targets that differ from the online nets
             for p in learner.target_agent.parameters():
                 p.add_(0.1 * torch.randn_like(p))
@@ -122,8 +122,19 @@ def test_the_released_entropy_leak_unrolls_the_padding() -> None:
     """mask_entropy_after_termination=false reads the values after each episode's end, so they are computed."""
     learner = build_learner({"name": "soft_qmix", "mask_entropy_after_termination": False}, INFO, True)
     assert learner.unroll_lengths(ragged_batch()) is None
-    default = build_learner({"name": "soft_qmix"}, INFO, True)
-    assert default.unroll_lengths(ragged_batch()).tolist() == [4, 7, 9, 7]
+    masked = build_learner({"name": "soft_qmix", "packed_unroll_max_live": 1.0}, INFO, True)
+    assert masked.unroll_lengths(ragged_batch()).tolist() == [4, 7, 9, 7]
+
+
+@pytest.mark.parametrize(("max_live", "packed"), [(0.7, False), (0.8, True), (0.0, False), (1.0, True)])
+def test_the_packed_path_is_taken_when_enough_of_the_batch_is_padding(max_live: float, packed: bool) -> None:
+    """The ragged batch has 27 live steps of 4 x 9 (0.75); a batch of full-length episodes has no padding and
+    takes the padded path below 1."""
+    learner = build_learner({"name": "qmix", "packed_unroll_max_live": max_live}, INFO, True)
+    assert (learner.unroll_lengths(ragged_batch()) is not None) is packed
+    full = ragged_batch()
+    full.filled.fill_(1.0)
+    assert (learner.unroll_lengths(full) is not None) is (max_live == 1.0)
 
 
 def test_a_batch_off_the_cpu_unrolls_the_padding() -> None:

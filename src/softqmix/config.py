@@ -192,6 +192,7 @@ VALUE_RULES: tuple[tuple[str, Range | None], ...] = (
     ("algo.epsilon_start", UNIT),
     ("algo.epsilon_finish", UNIT),
     ("algo.*_anneal_time", NON_NEGATIVE),  # 0: the final value from the start
+    ("algo.packed_unroll_max_live", UNIT),
     ("algo.alpha", NON_NEGATIVE),  # 0 only with hard targets and epsilon-greedy (checked by the learner)
     ("algo.behaviour_alpha", POSITIVE),
     ("algo.alpha_start", POSITIVE),

@@ -61,11 +61,14 @@ class ValueFactorisationConfig(ReplayLearnerConfig):
     mixing_embed_dim: int = 32
     hypernet_embed: int = 64
     g_hidden: int = 16  # hidden units of g: mixing_embed_dim // 2 in the released code
-    # False: the agent net runs over each episode's own steps only (softqmix.nets.packed_gru), the values of the
-    # padding after an episode are never computed (they are masked out of every loss and target). True: the
-    # padded batch through nn.GRU, as pymarl2 does. mask_entropy_after_termination=false reads the padding's
-    # values (the released code's leak), so it always unrolls the padding, and so does a learner on a GPU.
-    unroll_padding: bool = False
+    # The agent net and the per-step work run on each episode's own steps only (softqmix.nets.packed_gru,
+    # softqmix.data.live_steps) when at most this fraction of a batch's steps are live (the rest is padding after
+    # shorter episodes, masked out of every loss and target); otherwise over the whole padded batch with nn.GRU,
+    # as pymarl2 does. Measured on a CPU (docs/results.md §11): packed wins on SMAX batches (about 60% live), the
+    # padded path on batches with little padding (MPE: all live). 0: always padded; 1: always packed.
+    # mask_entropy_after_termination=false reads the padding's values (the released code's leak), so it always
+    # takes the padded path, and so does a learner on a GPU.
+    packed_unroll_max_live: float = 0.75
 
 
 def validate_value_factorisation(cfg: ValueFactorisationConfig) -> None:
@@ -288,15 +291,22 @@ class ValueFactorisation(Learner):
 
     def unroll_lengths(self, batch: EpisodeBatch) -> torch.Tensor | None:
         """Steps of each episode the agent net must see: its filled steps and the observation after the last
-        one (the bootstrap); None unrolls the whole padded batch.
+        one (the bootstrap); None unrolls the whole padded batch, which is also what happens when more than
+        `packed_unroll_max_live` of the batch's steps are live (too little padding for the packed path to pay).
 
         Off the CPU the padded batch goes through nn.GRU (cuDNN's fused kernel): the packed GRU needs the
         lengths on the host, one device round trip per update, and steps its rows from Python.
         """
         cfg = self.cfg
-        if cfg.unroll_padding or not cfg.mask_entropy_after_termination or batch.filled.device.type != "cpu":
+        if (
+            not cfg.mask_entropy_after_termination
+            or batch.filled.device.type != "cpu"
+            or cfg.packed_unroll_max_live <= 0
+        ):
             return None
-        return batch.filled.sum(1).long() + 1
+        lengths = batch.filled.sum(1).long() + 1
+        live = float(lengths.sum()) / (lengths.numel() * (batch.filled.shape[1] + 1))
+        return lengths if live <= cfg.packed_unroll_max_live else None
 
     def _targets(
         self, batch: EpisodeBatch, mask: torch.Tensor, target_tot: torch.Tensor, neg_logp: torch.Tensor
