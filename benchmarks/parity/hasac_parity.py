@@ -86,7 +86,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -94,8 +93,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness import run_softqmix, single_thread_env, softqmix_command, timed_run
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HARL_COMMIT = "d539bad20f677bc4ce9fa200fa5de31b5f0b9d37"
 CODES = ("harl", "ours")
 LABELS = {"harl": "HARL HASAC (d539bad)", "ours": "HASAC (ours)"}
@@ -228,22 +227,6 @@ def _harl_value(value: Any) -> str:
     return repr(value) if not isinstance(value, str) else value
 
 
-def _single_thread_env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-
-
-def _timed(cmd: list[str], cwd: Path, log: Path) -> tuple[int, float, float]:
-    """Run `cmd`; its exit code, wall seconds and CPU seconds. wait4's usage covers the process and every child
-    it waited for, so HARL's env subprocesses (joined when its vec envs close) are counted; runs that go at the
-    same time do not mix (unlike a RUSAGE_CHILDREN difference)."""
-    started = time.perf_counter()
-    with open(log, "w") as handle:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, env=_single_thread_env())
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, time.perf_counter() - started, usage.ru_utime + usage.ru_stime
-
-
 def _find_key(tree: Any, key: str) -> list[Any]:
     """Every value stored under `key` anywhere in HARL's nested config (its CLI sets a key at every depth)."""
     found: list[Any] = []
@@ -275,7 +258,7 @@ def run_harl(args: argparse.Namespace, settings: list[Setting], label: str, step
         str(log_dir),
     ]
     log = Path(args.work_dir) / "logs" / f"{label}.log"
-    code, wall, cpu = _timed(cmd, harl, log)
+    code, wall, cpu = timed_run(cmd, harl, log)
     if code != 0:
         raise RuntimeError(f"HARL exited with {code}; see {log}")
     runs = sorted(glob.glob(str(log_dir / "pettingzoo_mpe" / "*" / "hasac" / label / "seed-*" / "progress.txt")))
@@ -313,24 +296,8 @@ def run_ours(args: argparse.Namespace, settings: list[Setting], label: str, step
     """One run of ours through `python -m softqmix.train`; parses summary.json (every test's returns)."""
     run_dir = Path(args.work_dir).resolve() / "ours" / label
     shutil.rmtree(run_dir, ignore_errors=True)  # a run dir with a checkpoint would resume, not start afresh
-    cmd = [
-        sys.executable,
-        "-m",
-        "softqmix.train",
-        "algo=hasac",
-        *our_overrides(settings),
-        f"log_interval={args.eval_every}",
-        "logger=csv",
-        "print_report=false",
-        "trainer.enable_progress_bar=false",
-        "checkpoint.interval=0",
-        f"hydra.run.dir={run_dir}",
-    ]
-    log = Path(args.work_dir) / "logs" / f"{label}.log"
-    code, wall, cpu = _timed(cmd, REPO_ROOT, log)
-    if code != 0:
-        raise RuntimeError(f"softqmix.train exited with {code}; see {log}")
-    summary = json.loads((run_dir / "summary.json").read_text())
+    overrides = ["algo=hasac", *our_overrides(settings), f"log_interval={args.eval_every}"]
+    summary, wall, cpu = run_softqmix(overrides, run_dir, Path(args.work_dir) / "logs" / f"{label}.log")
     tests = summary["tests"]
     if summary["env_steps"] != steps or int(tests[-1]["env_step"]) != steps:
         raise RuntimeError(f"our run ended at {summary['env_steps']} env steps, not {steps}")
@@ -345,7 +312,7 @@ def run_ours(args: argparse.Namespace, settings: list[Setting], label: str, step
         "train_wall": summary["wall_seconds"],
         "cpu": cpu,
         "run_dir": str(run_dir),
-        "command": cmd,
+        "command": softqmix_command(overrides, run_dir),
     }
 
 
@@ -434,7 +401,7 @@ def cmd_envcheck(args: argparse.Namespace) -> None:
         capture_output=True,
         text=True,
         check=True,
-        env=_single_thread_env(),
+        env=single_thread_env(),
     )
     theirs = json.loads(out.stdout.strip().splitlines()[-1])
     ours = uniform_return_ours(args.episodes, seed=0)
@@ -568,7 +535,7 @@ def cmd_reeval(args: argparse.Namespace) -> None:
                 cwd=Path(args.harl_dir).resolve(),
                 capture_output=True,
                 text=True,
-                env=_single_thread_env(),
+                env=single_thread_env(),
             )
             if done.returncode != 0:
                 raise RuntimeError(f"HARL re-evaluation of {record['run_dir']} failed:\n{done.stderr[-3000:]}")

@@ -39,22 +39,20 @@ import argparse
 import csv
 import json
 import math
-import os
 import re
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
+from harness import REPO_ROOT, run_softqmix, single_thread_env, timed_run
 
 from softqmix.eval.matrix_study import greedy_is_optimal, optimal_joint_action, run_success
 from softqmix.results.stats import wilson_interval
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 AUTHORS_ALPHA = 0.03  # hard-coded in their learner and their action selector
 GRAD_CLIP = 10.0  # grad_norm_clip on both sides
@@ -69,21 +67,6 @@ def parse_seeds(items: list[str]) -> list[int]:
         low, _, high = item.partition("-")
         seeds.extend(range(int(low), int(high or low) + 1))
     return seeds
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
-
-
-def _timed(cmd: list[str], cwd: Path, log: Path) -> tuple[int, float, float]:
-    """Run `cmd`; its exit code, wall seconds and CPU seconds (user + system of the process and the children
-    it waited for; their env workers, which it never joins, are not counted)."""
-    started = time.perf_counter()
-    with open(log, "w") as handle:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, env=_env())
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, time.perf_counter() - started, usage.ru_utime + usage.ru_stime
 
 
 def label_of(which: str, form: str, alpha: float, t_max: int, seed: int) -> str:
@@ -111,7 +94,7 @@ def run_authors(args: argparse.Namespace, seed: int, label: str) -> dict[str, An
         f"local_results_path={results}",
     ]
     log = Path(args.work_dir) / "logs" / f"{label}.log"
-    code, wall, cpu = _timed(cmd, code_dir, log)
+    code, wall, cpu = timed_run(cmd, code_dir, log)
     if code != 0:
         raise RuntimeError(f"the authors' code exited with {code}; see {log}")
     steps = sorted((p for p in results.glob("models/*/*") if p.name.isdigit()), key=lambda p: int(p.name))
@@ -119,7 +102,7 @@ def run_authors(args: argparse.Namespace, seed: int, label: str) -> dict[str, An
         raise RuntimeError(f"no model saved at the end of {label} under {results}; see {log}")
     config = _find_sacred_config(code_dir, label)
     evaluator = [args.authors_python, str(HERE / "softqmix_authors_eval.py"), str(code_dir / "src"), str(steps[-1])]
-    out = subprocess.run([*evaluator, str(config)], capture_output=True, text=True, check=True, env=_env())
+    out = subprocess.run([*evaluator, str(config)], capture_output=True, text=True, check=True, env=single_thread_env())
     report = json.loads(out.stdout)
     return {"report": report, "payoff": report.pop("payoff"), "saved_at": int(steps[-1].name), "wall": wall, "cpu": cpu}
 
@@ -134,10 +117,7 @@ def _find_sacred_config(code_dir: Path, label: str) -> Path:
 
 def run_ours(args: argparse.Namespace, seed: int, label: str) -> dict[str, Any]:
     run_dir = Path(args.work_dir).resolve() / "ours" / label
-    cmd = [
-        sys.executable,
-        "-m",
-        "softqmix.train",
+    overrides = [
         "experiment=paper_matrix",
         "algo=soft_qmix",
         *FORMS[args.form],
@@ -145,17 +125,8 @@ def run_ours(args: argparse.Namespace, seed: int, label: str) -> dict[str, Any]:
         f"algo.alpha={args.alpha}",
         f"t_max={args.t_max}",
         f"seed={seed}",
-        "logger=csv",
-        "print_report=false",
-        "trainer.enable_progress_bar=false",
-        "checkpoint.interval=0",
-        f"hydra.run.dir={run_dir}",
     ]
-    log = Path(args.work_dir) / "logs" / f"{label}.log"
-    code, wall, cpu = _timed(cmd, REPO_ROOT, log)
-    if code != 0:
-        raise RuntimeError(f"softqmix.train exited with {code}; see {log}")
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary, wall, cpu = run_softqmix(overrides, run_dir, Path(args.work_dir) / "logs" / f"{label}.log")
     payoff = yaml.safe_load((run_dir / "config.yaml").read_text())["env"]["payoff"]
     return {"report": summary["matrix_game"], "payoff": payoff, "updates": summary["updates"], "wall": wall, "cpu": cpu}
 
@@ -218,7 +189,7 @@ def cmd_init(args: argparse.Namespace) -> None:
         ours_dir, theirs_dir = work / f"ours_s{seed}", work / f"authors_s{seed}"
         cmd = [sys.executable, "-m", "softqmix.train", "experiment=paper_matrix", "t_max=4", f"seed={seed}"]
         cmd += ["logger=csv", "print_report=false", "trainer.enable_progress_bar=false", f"hydra.run.dir={ours_dir}"]
-        if _timed(cmd, REPO_ROOT, work / "logs" / f"ours_s{seed}.log")[0] != 0:
+        if timed_run(cmd, REPO_ROOT, work / "logs" / f"ours_s{seed}.log")[0] != 0:
             raise RuntimeError(f"softqmix.train failed; see {work / 'logs'}")
         state = torch.load(ours_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
         ours = {
@@ -229,7 +200,7 @@ def cmd_init(args: argparse.Namespace) -> None:
         cmd = [args.authors_python, "src/main.py", "--config=qmix", "--env-config=one_step_matrix_game", "with"]
         cmd += ["t_max=1", f"seed={seed}", "use_cuda=False", "use_wandb=False", "save_model=True"]
         cmd += [f"local_results_path={theirs_dir}", f"label=init_s{seed}"]
-        if _timed(cmd, Path(args.authors_dir).resolve(), work / "logs" / f"authors_s{seed}.log")[0] != 0:
+        if timed_run(cmd, Path(args.authors_dir).resolve(), work / "logs" / f"authors_s{seed}.log")[0] != 0:
             raise RuntimeError(f"the authors' code failed; see {work / 'logs'}")
         theirs = torch.load(next(theirs_dir.glob("models/*/4/agent.th")), map_location="cpu")
         gap = max(float((ours[mine] - theirs[other]).abs().max()) for mine, other in AGENT_NAMES.items())
