@@ -6,8 +6,14 @@
 For each number of envs it times `EpisodeCollector.collect` with an untrained QMIX actor (epsilon-greedy at
 epsilon 1 after its schedule, one batched actor call per step for all envs and agents), after one warm-up
 round (jit compilation for SMAX). `--layouts vector separate`: SMAX's one jitted, vmapped call for all envs
-(the in-process default) against one SMAXEnv per env stepped in turn. Env steps are the episodes' real
-steps (a finished env's idle steps in the vector do not count). Prints and saves JSON.
+(the in-process default) against one SMAXEnv per env stepped in turn; `vector-per-env` is the same vector env
+seen through its per-env interface, which makes the collector loop over envs instead of writing each step with
+array ops (the collector's path before the VectorEnv interface). Env steps are the episodes' real steps (a
+finished env's idle steps in the vector do not count); CPU seconds are the process's, XLA's threads included.
+Prints and saves JSON.
+
+    python benchmarks/collection.py --env smax/protoss_5v5 --envs 16 64 --layouts vector vector-per-env \
+        --out benchmarks/results/collection_smax_5v5_arrays.json
 """
 
 from __future__ import annotations
@@ -28,14 +34,16 @@ from softqmix import CONF_DIR
 from softqmix.algos.registry import build_learner
 from softqmix.config import register_configs
 from softqmix.data.collector import EpisodeCollector
-from softqmix.envs.pool import EnvPool
+from softqmix.envs.pool import EnvPool, PerEnvView
 from softqmix.envs.registry import env_factory, vector_env_factory
 
 
 def measure(cfg: Any, n_envs: int, layout: str, rounds: int) -> dict[str, Any]:
-    vector = vector_env_factory(cfg.env) if layout == "vector" else None
-    if layout == "vector" and vector is None:
+    vector = vector_env_factory(cfg.env) if layout != "separate" else None
+    if layout != "separate" and vector is None:
         raise SystemExit(f"env family {cfg.env.family} has no vector form")
+    if layout == "vector-per-env":
+        vector = (lambda make: lambda n: PerEnvView(make(n)))(vector)
     pool = EnvPool(env_factory(cfg.env), n_envs, name=cfg.env.name, vector_factory=vector)
     collector = EpisodeCollector(pool, seed=0, name=cfg.env.name)
     torch.manual_seed(0)
@@ -61,7 +69,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="smax/protoss_5v5")
     parser.add_argument("--envs", nargs="+", type=int, default=[4, 16, 64])
-    parser.add_argument("--layouts", nargs="+", default=["vector", "separate"], choices=["vector", "separate"])
+    parser.add_argument(
+        "--layouts", nargs="+", default=["vector", "separate"], choices=["vector", "vector-per-env", "separate"]
+    )
     parser.add_argument("--env-steps", type=int, default=20_000, help="about this many timed env steps per row")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

@@ -273,3 +273,72 @@ def test_smax_uses_the_configured_jax_compilation_cache(compose_train, tmp_path)
         assert jax.config.jax_compilation_cache_dir == str(tmp_path / "jax") and (tmp_path / "jax").is_dir()
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+def smax_fields(cfg) -> dict:  # type: ignore[no-untyped-def]
+    return {k: v for k, v in OmegaConf.to_container(cfg.env).items() if k not in ("family", "name", "obs_last_action")}
+
+
+def test_array_collection_gives_the_per_env_loops_episodes(compose_train) -> None:
+    """The collector's array path (one array op per field and step) writes exactly the batch and stats that its
+    loop over envs writes from the same vector env: same actor draws, same finished-env padding, same ends."""
+    import torch
+
+    from softqmix.algos.registry import build_learner
+    from softqmix.data.collector import EpisodeCollector
+    from softqmix.envs.pool import EnvPool, PerEnvView
+    from softqmix.envs.smax import SMAXVectorEnv
+
+    cfg = compose_train(["algo=qmix", "env=smax/protoss_5v5", "env.episode_limit=40"])
+    fields = smax_fields(cfg)
+    pools = {
+        "arrays": EnvPool(lambda: None, 4, vector_factory=lambda n: SMAXVectorEnv(n, **fields)),
+        "per env": EnvPool(lambda: None, 4, vector_factory=lambda n: PerEnvView(SMAXVectorEnv(n, **fields))),
+    }
+    assert pools["arrays"].steps_arrays and not pools["per env"].steps_arrays
+    actor = build_learner(cfg.algo, pools["arrays"].info, True).actor
+    got = {}
+    for name, pool in pools.items():
+        collector = EpisodeCollector(pool, seed=3)
+        torch.manual_seed(0)
+        got[name] = [collector.collect(actor, explore=True) for _ in range(2)]  # seeded, then continued streams
+    for (batch_a, stats_a), (batch_b, stats_b) in zip(got["arrays"], got["per env"], strict=True):
+        assert stats_a == stats_b
+        for field in ("obs", "state", "avail", "actions", "reward", "terminated", "filled"):
+            assert torch.equal(getattr(batch_a, field), getattr(batch_b, field)), field
+    lengths = [length for _, stats in got["arrays"] for length in stats.lengths]
+    assert min(lengths) < 40 and 40 in lengths  # battles that ended early, and battles cut at the limit
+
+
+class NoMoveLeft:
+    """A SMAX vector env whose battle 2 offers agent 3 no legal action after the first step."""
+
+    def __init__(self, vector) -> None:  # type: ignore[no-untyped-def]
+        self.vector, self.n_envs = vector, vector.n_envs
+
+    def info(self):  # type: ignore[no-untyped-def]
+        return self.vector.info()
+
+    def reset_all(self, seeds):  # type: ignore[no-untyped-def]
+        return self.vector.reset_all(seeds)
+
+    def step_all(self, actions, active):  # type: ignore[no-untyped-def]
+        step = self.vector.step_all(actions, active)
+        step.next.avail = step.next.avail.copy()
+        step.next.avail[2, 3] = 0.0
+        return step
+
+
+def test_array_collection_names_the_copy_and_agent_without_a_legal_action(compose_train) -> None:
+    from softqmix.algos.registry import build_learner
+    from softqmix.data.collector import EpisodeCollector
+    from softqmix.envs.pool import EnvPool
+    from softqmix.envs.smax import SMAXVectorEnv
+    from softqmix.errors import EnvContractError
+
+    cfg = compose_train(["algo=qmix", "env=smax/protoss_5v5"])
+    fields = smax_fields(cfg)
+    pool = EnvPool(lambda: None, 4, vector_factory=lambda n: NoMoveLeft(SMAXVectorEnv(n, **fields)))
+    actor = build_learner(cfg.algo, pool.info, True).actor
+    with pytest.raises(EnvContractError, match=r"env 'smax/x' \(copy 2\) gave agent 3 no legal action at step 1"):
+        EpisodeCollector(pool, seed=0, name="smax/x").collect(actor, explore=True)

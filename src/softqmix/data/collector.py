@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from softqmix.data.buffer import EpisodeBatch
-from softqmix.envs.base import EnvInfo, MultiAgentEnv, Observation
+from softqmix.envs.base import EnvInfo, MultiAgentEnv, Observation, Observations
 from softqmix.envs.pool import EnvPool
 from softqmix.errors import EnvContractError
 
@@ -98,8 +98,33 @@ class EpisodeCollector:
             )
         return o
 
+    def _checked_all(self, o: Observations, rows: np.ndarray, t: int) -> None:
+        """`_checked` for the `rows` of a vector's observations, with array ops."""
+        info, n_envs = self.info, self.pool.n_envs
+        expected = {
+            "obs": (n_envs, info.n_agents, info.obs_dim),
+            "state": (n_envs, info.state_dim),
+            "avail": (n_envs, info.n_agents, info.n_actions),
+        }
+        for field_name, shape in expected.items():
+            got = np.shape(getattr(o, field_name))
+            if got != shape:
+                raise EnvContractError(
+                    f"env '{self.name}' returned {field_name} of shape {got} for its {n_envs} copies at step {t}, "
+                    f"expected {shape} from its info()"
+                )
+        illegal = o.avail[rows].sum(-1) <= 0  # [len(rows), n_agents]
+        if illegal.any():
+            row, agent = np.argwhere(illegal)[0]
+            raise EnvContractError(
+                f"env '{self.name}' (copy {int(rows[row])}) gave agent {int(agent)} no legal action at step {t}; "
+                "a living agent needs at least one available action (dead agents: only no-op)"
+            )
+
     @torch.no_grad()
     def collect(self, actor: Actor, explore: bool) -> tuple[EpisodeBatch, CollectStats]:
+        if self.pool.steps_arrays:
+            return self._collect_arrays(actor, explore)
         info, n_envs = self.info, self.pool.n_envs
         batch = EpisodeBatch.zeros(n_envs, info)
         current = self._reset_all()
@@ -157,6 +182,58 @@ class EpisodeCollector:
             battle_won=won[keep].tolist(),
             discarded=int(lost.sum()),
         )
+        return batch, stats
+
+    def _collect_arrays(self, actor: Actor, explore: bool) -> tuple[EpisodeBatch, CollectStats]:
+        """`collect` for a vector env with the array interface: the same episodes (the same actor calls, the same
+        batch, finished envs holding their last observation) written with one array op per field and step
+        instead of a Python loop over envs (tests/test_collector.py checks the two agree)."""
+        info, n_envs = self.info, self.pool.n_envs
+        batch = EpisodeBatch.zeros(n_envs, info)
+        first = self.pool.reset_all(self._seeds)
+        self._seeds = [None] * n_envs
+        everyone = np.arange(n_envs)
+        self._checked_all(first, everyone, 0)
+        # what each env shows now: a finished env keeps its last observation, as `collect` writes it
+        current = Observations(np.array(first.obs), np.array(first.state), np.array(first.avail))
+        active = np.ones(n_envs, dtype=bool)
+        returns = np.zeros(n_envs)
+        lengths = np.zeros(n_envs, dtype=np.int64)
+        won = np.zeros(n_envs)
+        hidden = actor.initial_hidden(n_envs)
+        last_actions = torch.full((n_envs, info.n_agents), -1, dtype=torch.long)
+
+        obs_np, state_np, avail_np = batch.obs.numpy(), batch.state.numpy(), batch.avail.numpy()
+        actions_np, reward_np = batch.actions.numpy(), batch.reward.numpy()
+        terminated_np, filled_np = batch.terminated.numpy(), batch.filled.numpy()
+        for t in range(info.episode_limit):
+            obs_np[:, t], state_np[:, t], avail_np[:, t] = current.obs, current.state, current.avail
+            obs, state, avail = batch.obs[:, t], batch.state[:, t], batch.avail[:, t]
+            actions, hidden = actor.act(obs, state, avail, last_actions, hidden, explore)
+            actions = actions.cpu()
+            step_actions = actions.numpy()
+            actions_np[:, t] = step_actions
+            step = self.pool.step_all(step_actions, active)
+            rows = np.flatnonzero(active)
+            reward = step.reward[rows]
+            reward_np[rows, t] = reward
+            terminated_np[rows, t] = step.terminated[rows]
+            filled_np[rows, t] = 1.0
+            returns[rows] += reward
+            lengths[rows] += 1
+            self._checked_all(step.next, rows, t + 1)
+            for name in ("obs", "state", "avail"):
+                getattr(current, name)[rows] = getattr(step.next, name)[rows]
+            ended = rows[step.terminated[rows] | step.truncated[rows] | (t + 1 == info.episode_limit)]
+            active[ended] = False
+            won[ended] = step.battle_won[ended]
+            # the obs after the last step is kept: a truncated episode bootstraps from it
+            obs_np[ended, t + 1], state_np[ended, t + 1] = current.obs[ended], current.state[ended]
+            avail_np[ended, t + 1] = current.avail[ended]
+            last_actions = actions
+            if not active.any():
+                break
+        stats = CollectStats(returns=returns.tolist(), lengths=lengths.tolist(), battle_won=won.tolist())
         return batch, stats
 
     def state_dict(self) -> dict[str, object]:

@@ -55,6 +55,41 @@ class StepResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Observations:
+    """The observations of every env of a vector, stacked over a leading env axis."""
+
+    obs: np.ndarray  # [n_envs, n_agents, obs_dim]
+    state: np.ndarray  # [n_envs, state_dim]
+    avail: np.ndarray  # [n_envs, n_agents, n_actions]
+
+
+@dataclass
+class VectorStep:
+    """One step of every env of a vector, as arrays over envs ([n_envs]); an env that was not active in the step
+    has entries that mean nothing."""
+
+    reward: np.ndarray
+    terminated: np.ndarray  # bool
+    truncated: np.ndarray  # bool
+    battle_won: np.ndarray  # 1.0 where the step ended the battle with a win
+    next: Observations
+
+
+@runtime_checkable
+class VectorEnv(Protocol):
+    """Many envs of one config stepped in one call, with arrays in and out: no per-env Python objects per step,
+    which on SMAX cost the collector more than the env step itself (benchmarks/collection.py)."""
+
+    n_envs: int
+
+    def info(self) -> EnvInfo: ...
+
+    def reset_all(self, seeds: list[int | None]) -> Observations: ...
+
+    def step_all(self, actions: np.ndarray, active: np.ndarray) -> VectorStep: ...
+
+
 @runtime_checkable
 class MultiAgentEnv(Protocol):
     """A cooperative multi-agent env with a shared team reward."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from softqmix.envs.base import EnvInfo, MultiAgentEnv, Observation, StepResult
+from softqmix.envs.base import EnvInfo, MultiAgentEnv, Observation, Observations, StepResult, VectorEnv, VectorStep
 from softqmix.errors import EnvContractError
 from softqmix.pipe_server import serve
 
@@ -55,6 +55,20 @@ class _Worker:
 
 class WorkerDied(Exception):
     pass
+
+
+class PerEnvView:
+    """A vector env seen only through its per-env interface (one Observation / StepResult per env), so that the
+    collector takes its loop over envs: to compare that loop with the array path on the same env
+    (benchmarks/collection.py, tests/test_smax.py)."""
+
+    def __init__(self, vector: Any) -> None:
+        self.vector = vector
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("reset_all", "step_all"):
+            raise AttributeError(name)
+        return getattr(self.vector, name)
 
 
 class EnvPool:
@@ -111,6 +125,21 @@ class EnvPool:
     @property
     def vectorised(self) -> bool:
         return self._vector is not None
+
+    @property
+    def steps_arrays(self) -> bool:
+        """Whether `reset_all` / `step_all` work: a vector env with the array interface (SMAX)."""
+        return isinstance(self._vector, VectorEnv)
+
+    def reset_all(self, seeds: Sequence[int | None]) -> Observations:
+        """Reset every env of the vector env at once (`steps_arrays` pools only)."""
+        with self._lock:
+            return self._vector.reset_all(list(seeds))  # type: ignore[no-any-return]
+
+    def step_all(self, actions: np.ndarray, active: np.ndarray) -> VectorStep:
+        """Step every env of the vector env at once; only the `active` ones act (`steps_arrays` pools only)."""
+        with self._lock:
+            return self._vector.step_all(actions, active)  # type: ignore[no-any-return]
 
     # -------------------------------------------------------------- worker plumbing
     def _receive(self, index: int) -> Any:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from omegaconf import MISSING
 
-from softqmix.envs.base import EnvConfig, EnvInfo, Observation, StepResult
+from softqmix.envs.base import EnvConfig, EnvInfo, Observation, Observations, StepResult, VectorStep
 from softqmix.envs.registry import EnvFamily, register_env_family
 from softqmix.errors import ConfigError
 
@@ -151,7 +151,9 @@ class CompiledSMAX:
     reset: Callable[..., tuple[Any, ...]]
     step: Callable[..., tuple[Any, ...]]
     split: Callable[[Any], tuple[Any, Any]]
-    # the same three over a leading axis of envs, each one jitted vmapped call (SMAXVectorEnv)
+    # over a leading axis of envs, each one jitted vmapped call (SMAXVectorEnv); step_many splits each battle's
+    # key as `split` does and steps with the new subkey, in the same call: (keys, state, ...) from (keys, state,
+    # actions)
     reset_many: Callable[..., tuple[Any, ...]]
     step_many: Callable[..., tuple[Any, ...]]
     split_many: Callable[[Any], tuple[Any, Any]]
@@ -245,6 +247,11 @@ def compile_smax(settings: SMAXSettings) -> CompiledSMAX:
         return (state, *arrays(state, obs), settings.reward_scale * rewards[agents[0]], dones["__all__"])
 
     split = lambda key: tuple(jax.random.split(key))  # noqa: E731
+
+    def split_and_step(key: Any, state: Any, actions: Any) -> tuple[Any, ...]:
+        key, sub = split(key)
+        return (key, *step(sub, state, actions))
+
     return CompiledSMAX(
         n_agents=n_agents,
         n_enemies=n_enemies,
@@ -252,7 +259,7 @@ def compile_smax(settings: SMAXSettings) -> CompiledSMAX:
         step=jax.jit(step),
         split=jax.jit(split),
         reset_many=jax.jit(jax.vmap(reset)),
-        step_many=jax.jit(jax.vmap(step)),
+        step_many=jax.jit(jax.vmap(split_and_step)),
         split_many=jax.jit(jax.vmap(split)),
     )
 
@@ -285,26 +292,38 @@ def _settings(
     )
 
 
-def outcome(
-    done: bool, t: int, max_steps: int, alive: np.ndarray, n_agents: int, time_limit_is_termination: bool
-) -> tuple[bool, bool, dict[str, float]]:
-    """(terminated, truncated, info) of one SMAX step, read from which units survive.
+def outcomes(
+    done: np.ndarray, t: np.ndarray, max_steps: int, alive: np.ndarray, n_agents: int, time_limit_is_termination: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(terminated, truncated, battle_won, timed_out) of SMAX steps, over a leading axis of battles, read from
+    which units survive (alive: [battles, allies + enemies]).
 
     SMAX checks its limit before counting the step, so its episodes last max_steps + 1 steps; episodes end
     here at max_steps, the length the buffer and SMACv2 have.
     """
-    allies_alive, enemies_alive = alive[:n_agents].any(), alive[n_agents:].any()
-    terminated = bool(done) or t >= max_steps
-    won = terminated and allies_alive and not enemies_alive
-    timed_out = terminated and allies_alive and enemies_alive  # only the step limit ends a battle undecided
-    truncated = timed_out and not time_limit_is_termination
+    allies_alive, enemies_alive = alive[:, :n_agents].any(1), alive[:, n_agents:].any(1)
+    ended = done.astype(bool) | (t >= max_steps)
+    won = ended & allies_alive & ~enemies_alive
+    timed_out = ended & allies_alive & enemies_alive  # only the step limit ends a battle undecided
+    truncated = timed_out & (not time_limit_is_termination)
+    return ended & ~truncated, truncated, won, timed_out
+
+
+def outcome(
+    done: bool, t: int, max_steps: int, alive: np.ndarray, n_agents: int, time_limit_is_termination: bool
+) -> tuple[bool, bool, dict[str, float]]:
+    """(terminated, truncated, info) of one SMAX step (`outcomes` for one battle, with the info dict)."""
+    alive = np.asarray(alive)[None]
+    terminated, truncated, won, timed_out = outcomes(
+        np.asarray([done]), np.asarray([t]), max_steps, alive, n_agents, time_limit_is_termination
+    )
     info = {
-        "battle_won": float(won),
-        "timeout": float(timed_out),
-        "dead_allies": float((~alive[:n_agents]).sum()),
-        "dead_enemies": float((~alive[n_agents:]).sum()),
+        "battle_won": float(won[0]),
+        "timeout": float(timed_out[0]),
+        "dead_allies": float((~alive[0, :n_agents]).sum()),
+        "dead_enemies": float((~alive[0, n_agents:]).sum()),
     }
-    return terminated and not truncated, truncated, info
+    return bool(terminated[0]), bool(truncated[0]), info
 
 
 class SMAXEnv:
@@ -438,7 +457,7 @@ class SMAXVectorEnv:
     def info(self) -> EnvInfo:
         return self._single.info()
 
-    def reset(self, seeds: list[int | None]) -> list[Observation]:
+    def reset_all(self, seeds: list[int | None]) -> Observations:
         """Reset every battle; a seed restarts that battle's key, None continues its stream."""
         import jax
         import jax.numpy as jnp
@@ -449,33 +468,54 @@ class SMAXVectorEnv:
         self._keys, sub = self._game.split_many(jnp.stack(keys))
         self._state, obs, world_state, avail, _ = self._game.reset_many(sub)
         self._t[:] = 0
-        obs, world_state, self._avail = np.asarray(obs), np.asarray(world_state), np.asarray(avail)
-        return [Observation(obs[i], world_state[i], self._avail[i]) for i in range(self.n_envs)]
-
-    def step(self, indices: list[int], actions: np.ndarray) -> list[StepResult]:
-        """Step every battle; `actions[k]` is the joint action of battle indices[k], the others hold still
-        (the first legal action of each agent: stop for a living unit, no-op for a dead one)."""
-        full = self._avail.argmax(-1).astype(np.int32)
-        full[indices] = np.asarray(actions, dtype=np.int32).reshape(len(indices), self.n_agents)
-        if full.min() < 0 or full.max() >= N_SMAC_MOVES + self.n_enemies:
-            raise ValueError(f"SMAX expects actions in [0, {N_SMAC_MOVES + self.n_enemies}), got {full[indices]}")
-        self._keys, sub = self._game.split_many(self._keys)
-        self._state, obs, world_state, avail, alive, reward, done = self._game.step_many(sub, self._state, full)
-        self._t += 1
         # read-only views of JAX's host buffers, not copies: the collector copies each step into its episode
         # batch anyway, and nothing downstream writes into an observation
-        obs, world_state, self._avail = np.asarray(obs), np.asarray(world_state), np.asarray(avail)
-        alive, reward, done = np.asarray(alive), np.asarray(reward), np.asarray(done)
+        self._avail = np.asarray(avail)
+        return Observations(np.asarray(obs), np.asarray(world_state), self._avail)
+
+    def step_all(self, actions: np.ndarray, active: np.ndarray) -> VectorStep:
+        """Step every battle: `actions` [n_envs, n_agents] for the `active` ones ([n_envs] bool), while the others
+        hold still (the first legal action of each agent: stop for a living unit, no-op for a dead one)."""
+        return self._step(actions, active)[0]
+
+    def _step(self, actions: np.ndarray, active: np.ndarray) -> tuple[VectorStep, np.ndarray, np.ndarray]:
+        """`step_all`'s result, and which units are alive and which battles SMAX ended, for `step`'s info."""
+        active = np.asarray(active, dtype=bool)
+        joint = np.asarray(actions).reshape(self.n_envs, self.n_agents)
+        full = np.where(active[:, None], joint, self._avail.argmax(-1)).astype(np.int32)
+        if full.min() < 0 or full.max() >= N_SMAC_MOVES + self.n_enemies:
+            raise ValueError(f"SMAX expects actions in [0, {N_SMAC_MOVES + self.n_enemies}), got {full[active]}")
+        self._keys, self._state, obs, world_state, avail, alive, reward, done = self._game.step_many(
+            self._keys, self._state, full
+        )
+        self._t += 1
+        self._avail, alive, done = np.asarray(avail), np.asarray(alive), np.asarray(done)
+        terminated, truncated, won, _ = outcomes(
+            done, self._t, self.max_steps, alive, self.n_agents, self.time_limit_is_termination
+        )
+        next_obs = Observations(np.asarray(obs), np.asarray(world_state), self._avail)
+        return VectorStep(np.asarray(reward), terminated, truncated, won.astype(np.float64), next_obs), alive, done
+
+    def reset(self, seeds: list[int | None]) -> list[Observation]:
+        """`reset_all` as one Observation per battle."""
+        obs = self.reset_all(seeds)
+        return [Observation(obs.obs[i], obs.state[i], obs.avail[i]) for i in range(self.n_envs)]
+
+    def step(self, indices: list[int], actions: np.ndarray) -> list[StepResult]:
+        """`step_all` with `actions[k]` the joint action of battle indices[k], as one StepResult per stepped battle,
+        whose info has `outcome`'s counts too."""
+        joint = np.zeros((self.n_envs, self.n_agents), dtype=np.int32)
+        joint[indices] = np.asarray(actions, dtype=np.int32).reshape(len(indices), self.n_agents)
+        active = np.zeros(self.n_envs, dtype=bool)
+        active[indices] = True
+        step, alive, done = self._step(joint, active)
         results = []
         for i in indices:
             terminated, truncated, info = outcome(
                 bool(done[i]), int(self._t[i]), self.max_steps, alive[i], self.n_agents, self.time_limit_is_termination
             )
-            results.append(
-                StepResult(
-                    float(reward[i]), terminated, truncated, Observation(obs[i], world_state[i], self._avail[i]), info
-                )
-            )
+            nxt = Observation(step.next.obs[i], step.next.state[i], step.next.avail[i])
+            results.append(StepResult(float(step.reward[i]), terminated, truncated, nxt, info))
         return results
 
     def get_rng_state(self) -> list[list[int]]:
