@@ -1,7 +1,8 @@
 """Side-by-side SMAX training speed: JaxMARL's QMIX and MAPPO and ours, one after another on this machine.
 
   python benchmarks/parity/jaxmarl_speed.py --jaxmarl-python DEST/venv/bin/python --jaxmarl-dir DEST/JaxMARL \
-      --env smax/protoss_5v5 --algo qmix soft_qmix mappo --steps 100000 --out benchmarks/results/jaxmarl_speed.json
+      --env smax/protoss_5v5 --algo qmix soft_qmix mappo --steps 100000 --repeats 3 \
+      --out benchmarks/results/jaxmarl_speed.json
 
 DEST comes from `setup_jaxmarl.sh DEST`. Each training run goes for `--steps` env steps and is timed from process
 start to end (imports, start-up and JAX compilation included on both sides), with the CPU seconds of the process
@@ -27,9 +28,13 @@ Matched where the two codes allow (`--matched`, the default; `--ours-defaults` r
     env step.
   * Tests: ours 32 greedy battles at the start and at the end; JaxMARL's QMIX 128 greedy battles twice (its
     TEST_INTERVAL 0.5); JaxMARL's MAPPO none.
-The JSON has one row per code, algorithm and cache state: code (ours | jaxmarl), algo, cache, env_steps, wall_s,
-cpu_s, cores_used, env_steps_per_s (= env_steps / wall_s), and the split above. `load_before` is the machine's
-1-minute load average when the run started (other work on the machine slows both codes).
+`--repeats N` runs the warm configuration N times per code, ours and JaxMARL's taking turns (Soft-QMIX's turns are
+with JaxMARL's QMIX, whose cache the QMIX rows filled): this machine's speed drifts by tens of percent over minutes
+(JaxMARL's warm QMIX took 37 to 55 s in different passes), so a ratio counts only between runs made back to back.
+The JSON has one row per run: code (ours | jaxmarl), algo, cache, repeat (warm runs), env_steps, wall_s, cpu_s,
+cores_used, env_steps_per_s (= env_steps / wall_s), and the split above; `warm_ratios` has ours ÷ JaxMARL's env
+steps/s for each repeat and their median. `load_before` is the machine's 1-minute load average when the run started
+(other work on the machine slows both codes).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,48 +124,70 @@ def row(code: str, algo: str, cache: str, steps: int, wall: float, cpu: float, r
         **{k: round(v, 1) for k, v in split.items()},
         "exit_code": rc,
     }
-    print(json.dumps(result), flush=True)
     return result
 
 
-def run_ours(algo: str, args: argparse.Namespace, scratch: Path, cache_dir: Path, overrides: list[str]) -> list[dict]:
-    rows = []
-    for cache in ("cold", "warm"):
-        run_dir = scratch / f"ours_{algo}_{cache}"
-        command = [sys.executable, "train.py", f"algo={algo}", f"env={args.env}", f"t_max={args.steps}", *overrides]
-        command += [f"test_interval={args.steps}", "test_nepisode=32", "logger=csv", "trainer.torch_threads=1"]
-        command += ["checkpoint.interval=0", f"env.jax_cache_dir={cache_dir}", f"hydra.run.dir={run_dir}"]
-        load = os.getloadavg()[0]
-        wall, cpu, rc, _ = timed(command, REPO, {"JAX_PLATFORMS": "cpu"})
-        summary = json.loads((run_dir / "summary.json").read_text()) if rc == 0 else {}
-        steps = summary.get("env_steps", args.steps)
-        rows.append(row("ours", algo, cache, steps, wall, cpu, rc, fit_s=summary.get("wall_seconds", float("nan"))))
-        rows[-1].update(load_before=round(load, 2), updates=summary.get("updates"), overrides=overrides)
-    return rows
+def run_ours(
+    algo: str, args: argparse.Namespace, scratch: Path, cache_dir: Path, overrides: list[str], cache: str
+) -> dict:
+    """One timed run of ours; `cache` only labels the row (cold: `cache_dir` is still empty)."""
+    run_dir = scratch / f"ours_{algo}_{cache}"
+    command = [sys.executable, "train.py", f"algo={algo}", f"env={args.env}", f"t_max={args.steps}", *overrides]
+    command += [f"test_interval={args.steps}", "test_nepisode=32", "logger=csv", "trainer.torch_threads=1"]
+    command += ["checkpoint.interval=0", f"env.jax_cache_dir={cache_dir}", f"hydra.run.dir={run_dir}"]
+    load = os.getloadavg()[0]
+    wall, cpu, rc, _ = timed(command, REPO, {"JAX_PLATFORMS": "cpu"})
+    summary = json.loads((run_dir / "summary.json").read_text()) if rc == 0 else {}
+    steps = summary.get("env_steps", args.steps)
+    result = row("ours", algo, cache, steps, wall, cpu, rc, fit_s=summary.get("wall_seconds", float("nan")))
+    result.update(load_before=round(load, 2), updates=summary.get("updates"), overrides=overrides)
+    subprocess.run(["rm", "-rf", str(run_dir)], check=False)  # the next repeat writes the same dir
+    return result
 
 
-def run_jaxmarl(algo: str, args: argparse.Namespace, scratch: Path, cache_dir: Path, race: str, scenario: str) -> list:
+def run_jaxmarl(
+    algo: str, args: argparse.Namespace, scratch: Path, cache_dir: Path, race: str, scenario: str, cache: str
+) -> dict:
+    """One timed run of JaxMARL's QMIX or MAPPO script with `cache_dir` as its JAX compilation cache."""
     types = {"protoss": ["stalker", "zealot"], "terran": ["marine", "marauder"], "zerg": ["zergling", "hydralisk"]}
-    rows = []
-    for cache in ("cold", "warm"):
-        env = {"JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache_dir)}
-        load = os.getloadavg()[0]
-        if algo == "qmix":
-            out = scratch / f"jaxmarl_qmix_{cache}.json"
-            command = [str(args.jaxmarl_python), str(REPO / "benchmarks/parity/jaxmarl_qmix.py")]
-            command += ["--jaxmarl-dir", str(args.jaxmarl_dir), "--race", race, "--scenario", scenario]
-            command += ["--steps", str(args.steps), "--hidden", "64", "--test-every", "0.5", "--out", str(out)]
-            wall, cpu, rc, _ = timed(command, REPO, env)
-            record = json.loads(out.read_text()) if rc == 0 else {}
-            split = {k: record.get(f"{k}_per_seed", {}).get("0", float("nan")) for k in ("compile_s", "run_s")}
-        else:
-            command = [str(args.jaxmarl_python), "-c", JAXMARL_MAPPO, str(args.jaxmarl_dir), str(REPO / "src")]
-            command += [str(args.steps), json.dumps(types[race]), json.dumps([0.5, 0.5]), scenario]
-            wall, cpu, rc, stdout = timed(command, REPO, env)
-            split = json.loads(stdout.strip().splitlines()[-1]) if rc == 0 else {}
-        rows.append(row("jaxmarl", algo, cache, args.steps, wall, cpu, rc, **split))
-        rows[-1]["load_before"] = round(load, 2)
-    return rows
+    env = {"JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache_dir)}
+    load = os.getloadavg()[0]
+    if algo == "qmix":
+        out = scratch / f"jaxmarl_qmix_{cache}.json"
+        command = [str(args.jaxmarl_python), str(REPO / "benchmarks/parity/jaxmarl_qmix.py")]
+        command += ["--jaxmarl-dir", str(args.jaxmarl_dir), "--race", race, "--scenario", scenario]
+        command += ["--steps", str(args.steps), "--hidden", "64", "--test-every", "0.5", "--out", str(out)]
+        wall, cpu, rc, _ = timed(command, REPO, env)
+        record = json.loads(out.read_text()) if rc == 0 else {}
+        split = {k: record.get(f"{k}_per_seed", {}).get("0", float("nan")) for k in ("compile_s", "run_s")}
+    else:
+        command = [str(args.jaxmarl_python), "-c", JAXMARL_MAPPO, str(args.jaxmarl_dir), str(REPO / "src")]
+        command += [str(args.steps), json.dumps(types[race]), json.dumps([0.5, 0.5]), scenario]
+        wall, cpu, rc, stdout = timed(command, REPO, env)
+        split = json.loads(stdout.strip().splitlines()[-1]) if rc == 0 else {}
+    result = row("jaxmarl", algo, cache, args.steps, wall, cpu, rc, **split)
+    result["load_before"] = round(load, 2)
+    return result
+
+
+def warm_ratios(rows: list[dict]) -> list[dict]:
+    """Ours ÷ JaxMARL's env steps/s for each warm repeat (the two runs of a repeat ran back to back), and their
+    median: the machine's speed drifts by tens of percent over minutes, so only adjacent runs compare."""
+    out = []
+    for algo in dict.fromkeys(r["algo"] for r in rows if r["code"] == "ours"):
+        anchor = "mappo" if algo == "mappo" else "qmix"
+        ours = {r["repeat"]: r for r in rows if r["code"] == "ours" and r["algo"] == algo and r["cache"] == "warm"}
+        theirs = {
+            r["repeat"]: r for r in rows if r["code"] == "jaxmarl" and r["algo"] == anchor and r["cache"] == "warm"
+        }
+        ratios = [
+            round(ours[k]["env_steps_per_s"] / theirs[k]["env_steps_per_s"], 3)
+            for k in sorted(ours)
+            if k in theirs and ours[k]["exit_code"] == 0 and theirs[k]["exit_code"] == 0
+        ]
+        if ratios:
+            out.append({"ours": algo, "jaxmarl": anchor, "warm_ratios": ratios, "median": statistics.median(ratios)})
+    return out
 
 
 def main() -> None:
@@ -171,20 +199,38 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--ours-defaults", action="store_true", help="ours with its plain defaults, not matched")
     parser.add_argument("--no-jaxmarl", action="store_true", help="only our rows (e.g. to time a change of ours)")
+    parser.add_argument("--repeats", type=int, default=1, help="warm runs of each code, taking turns")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     race, size = args.env.split("/")[1].split("_")
     scenario = {"5v5": "smacv2_5_units", "10v10": "smacv2_10_units"}[size]
     settings = OURS_DEFAULTS if args.ours_defaults else OURS_MATCHED
     rows: list[dict] = []
+
+    def emit(result: dict, repeat: int | None = None) -> None:
+        result["repeat"] = repeat
+        print(json.dumps(result), flush=True)
+        rows.append(result)
+
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         for algo in args.algo:
-            rows += run_ours(algo, args, scratch, scratch / f"cache_ours_{algo}", settings[algo])
-            if algo in ("qmix", "mappo") and not args.no_jaxmarl:
-                rows += run_jaxmarl(algo, args, scratch, scratch / f"cache_jaxmarl_{algo}", race, scenario)
+            ours_cache = scratch / f"cache_ours_{algo}"
+            anchor = None if args.no_jaxmarl else ("mappo" if algo == "mappo" else "qmix")
+            anchor_cache = scratch / f"cache_jaxmarl_{anchor}"
+            emit(run_ours(algo, args, scratch, ours_cache, settings[algo], "cold"))
+            if anchor is not None and not anchor_cache.exists():  # Soft-QMIX reuses QMIX's filled cache
+                emit(run_jaxmarl(anchor, args, scratch, anchor_cache, race, scenario, "cold"))
+            for repeat in range(args.repeats):  # warm runs of the two codes back to back
+                emit(run_ours(algo, args, scratch, ours_cache, settings[algo], "warm"), repeat)
+                if anchor is not None:
+                    emit(run_jaxmarl(anchor, args, scratch, anchor_cache, race, scenario, "warm"), repeat)
     record = {"env": args.env, "steps": args.steps, "machine": platform.processor() or platform.machine()}
     record.update({"cpus": os.cpu_count(), "command": " ".join(sys.argv), "rows": rows})
+    record["warm_ratios"] = warm_ratios(rows)
+    for ratio in record["warm_ratios"]:
+        name = f"ours {ratio['ours']} ÷ JaxMARL {ratio['jaxmarl']}"
+        print(f"warm, {name}: median {ratio['median']:.2f}x over the repeats {ratio['warm_ratios']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1))
     print(f"wrote {args.out}")
