@@ -7,6 +7,8 @@
     python benchmarks/update_cost.py --env smax/protoss_5v5 --algos qmix soft_qmix --batch-sizes 32 \
         --mean-length 55 --longest 90 --overrides algo.packed_unroll_max_live=0 \
         --out benchmarks/results/update_cost_smax_5v5_typical_padded.json
+    python benchmarks/update_cost.py --env smax/protoss_5v5 --algos qmix --batch-sizes 32 --mean-length 55 \
+        --longest 90 --beside spin --out benchmarks/results/update_cost_smax_5v5_beside_spin.json   # also: copy
 
 Builds the learner for the env's sizes (the env is made once to read them), fills a batch of full-length
 episodes (or, with `--mean-length`, of battles whose lengths are drawn from N(mean, 12), one of them `--longest`
@@ -16,17 +18,21 @@ warm-up, in one torch thread. A learner that samples transitions (HASAC: `--batc
 its batch from a buffer of such episodes through its own `sample_replay`, whose time per batch is reported beside
 (`sample_ms_median`). `--profile` adds torch.profiler's table of the ops that take the time. Reports wall and
 thread CPU milliseconds (the second stays close to the update's cost when other processes share the cores).
-Prints and saves JSON.
+`--beside spin|copy` times the update while another process keeps the other core busy, with arithmetic or with
+memory traffic: whether the two cores slow each other down when both work. Prints and saves JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -140,22 +146,15 @@ def measure(
     return row
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", default="mpe/spread_simple")
-    parser.add_argument("--algos", nargs="+", default=["qmix", "soft_qmix"])
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 128])
-    parser.add_argument("--updates", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--overrides", nargs="*", default=[], help="more config overrides, e.g. algo.g_hidden=8")
-    parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--mean-length", type=float, default=None, help="episodes of random lengths (not full)")
-    parser.add_argument("--longest", type=int, default=None, help="with --mean-length: the batch's longest episode")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    register_configs()
-    rows = []
+BESIDE = {  # another process's load on the other core (--beside)
+    "spin": "while True: pass",
+    "copy": "import numpy as np\na = np.ones(2**25, np.float32)\nb = np.empty_like(a)\nwhile True: np.copyto(b, a)",
+}
+
+
+def measure_all(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Any]:
+    """One row per algorithm and batch size, and the env's sizes."""
+    rows: list[dict[str, Any]] = []
     info = None
     for algo in args.algos:
         GlobalHydra.instance().clear()
@@ -184,6 +183,37 @@ def main() -> None:
                 print(table, flush=True)
                 row["profile"] = table
             rows.append(row)
+    return rows, info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="mpe/spread_simple")
+    parser.add_argument("--algos", nargs="+", default=["qmix", "soft_qmix"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 128])
+    parser.add_argument("--updates", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--overrides", nargs="*", default=[], help="more config overrides, e.g. algo.g_hidden=8")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--mean-length", type=float, default=None, help="episodes of random lengths (not full)")
+    parser.add_argument("--longest", type=int, default=None, help="with --mean-length: the batch's longest episode")
+    parser.add_argument(
+        "--beside",
+        choices=sorted(BESIDE),
+        default=None,
+        help="time the updates while another process keeps the other core busy: `spin`, a pure Python loop "
+        "(arithmetic units), or `copy`, numpy copying 128 MiB arrays (memory traffic)",
+    )
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    register_configs()
+    with contextlib.ExitStack() as stack:
+        if args.beside:
+            load = subprocess.Popen([sys.executable, "-c", BESIDE[args.beside]])
+            stack.callback(load.wait)
+            stack.callback(load.kill)
+        rows, info = measure_all(args)
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
         "command": "python benchmarks/update_cost.py "
