@@ -9,7 +9,8 @@ round (jit compilation for SMAX). `--layouts vector separate`: SMAX's one jitted
 (the in-process default) against one SMAXEnv per env stepped in turn; `vector-per-env` is the same vector env
 seen through its per-env interface, which makes the collector loop over envs instead of writing each step with
 array ops (the collector's path before the VectorEnv interface). Env steps are the episodes' real steps (a
-finished env's idle steps in the vector do not count); CPU seconds are the process's, XLA's threads included.
+finished env's idle steps in the vector do not count; `idle_share` is their share of the steps computed); CPU
+seconds are the process's, XLA's threads included.
 Prints and saves JSON.
 
     python benchmarks/collection.py --env smax/protoss_5v5 --envs 16 64 --layouts vector vector-per-env \
@@ -49,10 +50,11 @@ def measure(cfg: Any, n_envs: int, layout: str, rounds: int) -> dict[str, Any]:
     torch.manual_seed(0)
     learner = build_learner(cfg.algo, collector.info, cfg.env.obs_last_action)
     collector.collect(learner.actor, explore=True)  # warm-up: compilation, first allocations
-    steps, started, cpu = 0, time.perf_counter(), time.process_time()
+    steps, vector_steps, started, cpu = 0, 0, time.perf_counter(), time.process_time()
     for _ in range(rounds):
         _, stats = collector.collect(learner.actor, explore=True)
         steps += stats.env_steps
+        vector_steps += max(stats.lengths)  # every env is stepped until the round's longest episode ends
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     collector.close()
     return {
@@ -62,6 +64,8 @@ def measure(cfg: Any, n_envs: int, layout: str, rounds: int) -> dict[str, Any]:
         "env_steps": steps,
         "env_steps_per_s": round(steps / wall, 1),
         "cpu_seconds_per_1k_env_steps": round(1000 * cpu / steps, 3),
+        # the share of the env steps computed that belong to an episode that had already ended
+        "idle_share": round(1 - steps / (n_envs * vector_steps), 3),
     }
 
 
