@@ -31,7 +31,8 @@ Matched where the two codes allow (`--matched`, the default; `--ours-defaults` r
 `--repeats N` runs the warm configuration N times per code, ours and JaxMARL's taking turns (Soft-QMIX's turns are
 with JaxMARL's QMIX, whose cache the QMIX rows filled): this machine's speed drifts by tens of percent over minutes
 (JaxMARL's warm QMIX took 37 to 55 s in different passes), so a ratio counts only between runs made back to back.
-The JSON has one row per run: code (ours | jaxmarl), algo, cache, repeat (warm runs), env_steps, wall_s, cpu_s,
+The JSON has one row per run: code (ours | jaxmarl), algo, cache, repeat (warm runs; JaxMARL's also say `beside`:
+which of our algorithms they took turns with), env_steps, wall_s, cpu_s,
 cores_used, env_steps_per_s (= env_steps / wall_s), and the split above; `warm_ratios` has ours ÷ JaxMARL's env
 steps/s for each repeat and their median. `load_before` is the machine's 1-minute load average when the run started
 (other work on the machine slows both codes).
@@ -178,7 +179,9 @@ def warm_ratios(rows: list[dict]) -> list[dict]:
         anchor = "mappo" if algo == "mappo" else "qmix"
         ours = {r["repeat"]: r for r in rows if r["code"] == "ours" and r["algo"] == algo and r["cache"] == "warm"}
         theirs = {
-            r["repeat"]: r for r in rows if r["code"] == "jaxmarl" and r["algo"] == anchor and r["cache"] == "warm"
+            r["repeat"]: r
+            for r in rows
+            if r["code"] == "jaxmarl" and r["algo"] == anchor and r["cache"] == "warm" and r["beside"] == algo
         }
         ratios = [
             round(ours[k]["env_steps_per_s"] / theirs[k]["env_steps_per_s"], 3)
@@ -224,7 +227,9 @@ def main() -> None:
             for repeat in range(args.repeats):  # warm runs of the two codes back to back
                 emit(run_ours(algo, args, scratch, ours_cache, settings[algo], "warm"), repeat)
                 if anchor is not None:
-                    emit(run_jaxmarl(anchor, args, scratch, anchor_cache, race, scenario, "warm"), repeat)
+                    theirs = run_jaxmarl(anchor, args, scratch, anchor_cache, race, scenario, "warm")
+                    theirs["beside"] = algo  # the run of ours it took turns with
+                    emit(theirs, repeat)
     record = {"env": args.env, "steps": args.steps, "machine": platform.processor() or platform.machine()}
     record.update({"cpus": os.cpu_count(), "command": " ".join(sys.argv), "rows": rows})
     record["warm_ratios"] = warm_ratios(rows)
