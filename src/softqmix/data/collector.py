@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -47,6 +47,77 @@ class CollectStats:
         return int(sum(self.lengths))
 
 
+@dataclass
+class _Round:
+    """One collection call in progress: its episode batch, numpy views of the batch's tensors, the actor's
+    recurrent state and each env's counters. Steps are written through the numpy views: a numpy element write
+    costs a tenth of a torch one, and collection writes once per env step."""
+
+    batch: EpisodeBatch
+    obs: np.ndarray
+    state: np.ndarray
+    avail: np.ndarray
+    actions: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    filled: np.ndarray
+    hidden: torch.Tensor
+    last_actions: torch.Tensor
+    active: np.ndarray
+    returns: np.ndarray
+    lengths: np.ndarray
+    won: np.ndarray
+
+    @classmethod
+    def start(cls, info: EnvInfo, n_envs: int, actor: Actor) -> _Round:
+        batch = EpisodeBatch.zeros(n_envs, info)
+        views = {name: getattr(batch, name).numpy() for name in ("obs", "state", "avail", "actions", "reward")}
+        return cls(
+            batch=batch,
+            **views,
+            terminated=batch.terminated.numpy(),
+            filled=batch.filled.numpy(),
+            hidden=actor.initial_hidden(n_envs),
+            last_actions=torch.full((n_envs, info.n_agents), -1, dtype=torch.long),
+            active=np.ones(n_envs, dtype=bool),
+            returns=np.zeros(n_envs),
+            lengths=np.zeros(n_envs, dtype=np.int64),
+            won=np.zeros(n_envs),
+        )
+
+    def act(self, t: int, actor: Actor, explore: bool) -> np.ndarray:
+        """Every env's joint action at step t from the observations written there; recorded in the batch."""
+        obs, state, avail = self.batch.obs[:, t], self.batch.state[:, t], self.batch.avail[:, t]
+        actions, self.hidden = actor.act(obs, state, avail, self.last_actions, self.hidden, explore)
+        self.last_actions = actions.cpu()
+        step_actions = self.last_actions.numpy()
+        self.actions[:, t] = step_actions
+        return step_actions
+
+    def record(self, env: Any, t: int, reward: Any, terminated: Any) -> None:
+        """Step t of the envs `env` (an index or an index array) happened, with this reward and termination."""
+        self.reward[env, t] = reward
+        self.terminated[env, t] = terminated
+        self.filled[env, t] = 1.0
+        self.returns[env] += reward
+        self.lengths[env] += 1
+
+    def finish(self, env: Any, t: int, won: Any, obs: Any, state: Any, avail: Any) -> None:
+        """The episodes of `env` ended at step t; the observation after the last step is kept, since a truncated
+        episode bootstraps from it."""
+        self.active[env] = False
+        self.won[env] = won
+        self.obs[env, t + 1], self.state[env, t + 1], self.avail[env, t + 1] = obs, state, avail
+
+    def stats(self, keep: np.ndarray, discarded: int = 0) -> CollectStats:
+        return CollectStats(
+            returns=self.returns[keep].tolist(),
+            lengths=self.lengths[keep].tolist(),
+            battle_won=self.won[keep].tolist(),
+            discarded=discarded,
+        )
+
+
 class EpisodeCollector:
     """Steps every env of the pool in lockstep until each has finished one episode.
 
@@ -76,165 +147,98 @@ class EpisodeCollector:
 
     def _checked(self, o: Observation, env_index: int, t: int) -> Observation:
         """Enforce the MultiAgentEnv contract at the boundary, where the culprit is still known."""
-        info = self.info
-        expected = {
-            "obs": (info.n_agents, info.obs_dim),
-            "state": (info.state_dim,),
-            "avail": (info.n_agents, info.n_actions),
-        }
-        for field_name, shape in expected.items():
-            got = np.shape(getattr(o, field_name))
-            if got != shape:
-                raise EnvContractError(
-                    f"env '{self.name}' (copy {env_index}) returned {field_name} of shape {got} at step {t}, "
-                    f"expected {shape} from its info()"
-                )
+        self._check_shapes(o, (), f"(copy {env_index}) ", t)
         legal = np.asarray(o.avail).sum(-1) > 0
         if not legal.all():
-            agent = int(np.flatnonzero(~legal)[0])
-            raise EnvContractError(
-                f"env '{self.name}' (copy {env_index}) gave agent {agent} no legal action at step {t}; "
-                "a living agent needs at least one available action (dead agents: only no-op)"
-            )
+            raise self._no_legal_action(env_index, int(np.flatnonzero(~legal)[0]), t)
         return o
 
     def _checked_all(self, o: Observations, rows: np.ndarray, t: int) -> None:
         """`_checked` for the `rows` of a vector's observations, with array ops."""
-        info, n_envs = self.info, self.pool.n_envs
+        self._check_shapes(o, (self.pool.n_envs,), "", t)
+        illegal = o.avail[rows].sum(-1) <= 0  # [len(rows), n_agents]
+        if illegal.any():
+            row, agent = np.argwhere(illegal)[0]
+            raise self._no_legal_action(int(rows[row]), int(agent), t)
+
+    def _check_shapes(self, o: Observation | Observations, lead: tuple[int, ...], copy: str, t: int) -> None:
+        info = self.info
         expected = {
-            "obs": (n_envs, info.n_agents, info.obs_dim),
-            "state": (n_envs, info.state_dim),
-            "avail": (n_envs, info.n_agents, info.n_actions),
+            "obs": (*lead, info.n_agents, info.obs_dim),
+            "state": (*lead, info.state_dim),
+            "avail": (*lead, info.n_agents, info.n_actions),
         }
         for field_name, shape in expected.items():
             got = np.shape(getattr(o, field_name))
             if got != shape:
                 raise EnvContractError(
-                    f"env '{self.name}' returned {field_name} of shape {got} for its {n_envs} copies at step {t}, "
+                    f"env '{self.name}' {copy}returned {field_name} of shape {got} at step {t}, "
                     f"expected {shape} from its info()"
                 )
-        illegal = o.avail[rows].sum(-1) <= 0  # [len(rows), n_agents]
-        if illegal.any():
-            row, agent = np.argwhere(illegal)[0]
-            raise EnvContractError(
-                f"env '{self.name}' (copy {int(rows[row])}) gave agent {int(agent)} no legal action at step {t}; "
-                "a living agent needs at least one available action (dead agents: only no-op)"
-            )
+
+    def _no_legal_action(self, env_index: int, agent: int, t: int) -> EnvContractError:
+        return EnvContractError(
+            f"env '{self.name}' (copy {env_index}) gave agent {agent} no legal action at step {t}; "
+            "a living agent needs at least one available action (dead agents: only no-op)"
+        )
 
     @torch.no_grad()
     def collect(self, actor: Actor, explore: bool) -> tuple[EpisodeBatch, CollectStats]:
         if self.pool.steps_arrays:
             return self._collect_arrays(actor, explore)
         info, n_envs = self.info, self.pool.n_envs
-        batch = EpisodeBatch.zeros(n_envs, info)
+        run = _Round.start(info, n_envs, actor)
         current = self._reset_all()
-        active = np.ones(n_envs, dtype=bool)
         lost = np.zeros(n_envs, dtype=bool)
-        returns = np.zeros(n_envs)
-        lengths = np.zeros(n_envs, dtype=np.int64)
-        won = np.zeros(n_envs)
-        hidden = actor.initial_hidden(n_envs)
-        last_actions = torch.full((n_envs, info.n_agents), -1, dtype=torch.long)
-
-        # Steps are written through numpy views of the batch's tensors: a numpy element write costs a
-        # tenth of a torch one, and this loop runs once per env step.
-        obs_np, state_np, avail_np = batch.obs.numpy(), batch.state.numpy(), batch.avail.numpy()
-        actions_np, reward_np = batch.actions.numpy(), batch.reward.numpy()
-        terminated_np, filled_np = batch.terminated.numpy(), batch.filled.numpy()
         for t in range(info.episode_limit):
-            obs_np[:, t] = np.stack([o.obs for o in current])
-            state_np[:, t] = np.stack([o.state for o in current])
-            avail_np[:, t] = np.stack([o.avail for o in current])
-            obs, state, avail = batch.obs[:, t], batch.state[:, t], batch.avail[:, t]
-            actions, hidden = actor.act(obs, state, avail, last_actions, hidden, explore)
-            actions = actions.cpu()
-            step_actions = actions.numpy()
-            actions_np[:, t] = step_actions
-            indices = np.flatnonzero(active).tolist()
+            run.obs[:, t] = np.stack([o.obs for o in current])
+            run.state[:, t] = np.stack([o.state for o in current])
+            run.avail[:, t] = np.stack([o.avail for o in current])
+            step_actions = run.act(t, actor, explore)
+            indices = np.flatnonzero(run.active).tolist()
             results = self.pool.step(indices, step_actions[indices])
             for i, result in zip(indices, results, strict=True):
                 if result is None:  # the env's worker died: drop this episode
-                    active[i], lost[i] = False, True
+                    run.active[i], lost[i] = False, True
                     continue
-                reward_np[i, t] = result.reward
-                terminated_np[i, t] = float(result.terminated)
-                filled_np[i, t] = 1.0
-                returns[i] += result.reward
-                lengths[i] += 1
+                run.record(i, t, result.reward, result.terminated)
                 current[i] = self._checked(result.next, i, t + 1)
                 if result.terminated or result.truncated or t + 1 == info.episode_limit:
-                    active[i] = False
-                    won[i] = float(result.info.get("battle_won", 0.0))
-                    # the obs after the last step is kept: a truncated episode bootstraps from it
-                    obs_np[i, t + 1] = result.next.obs
-                    state_np[i, t + 1] = result.next.state
-                    avail_np[i, t + 1] = result.next.avail
-            last_actions = actions
-            if not active.any():
+                    nxt = result.next
+                    run.finish(i, t, float(result.info.get("battle_won", 0.0)), nxt.obs, nxt.state, nxt.avail)
+            if not run.active.any():
                 break
         keep = np.flatnonzero(~lost)
+        batch = run.batch
         if lost.any():
             log.warning("env '%s': discarded %d episode(s) lost to dead workers", self.name, int(lost.sum()))
             batch = batch.select(torch.as_tensor(keep))
-        stats = CollectStats(
-            returns=returns[keep].tolist(),
-            lengths=lengths[keep].tolist(),
-            battle_won=won[keep].tolist(),
-            discarded=int(lost.sum()),
-        )
-        return batch, stats
+        return batch, run.stats(keep, discarded=int(lost.sum()))
 
     def _collect_arrays(self, actor: Actor, explore: bool) -> tuple[EpisodeBatch, CollectStats]:
         """`collect` for a vector env with the array interface: the same episodes (the same actor calls, the same
         batch, finished envs holding their last observation) written with one array op per field and step
-        instead of a Python loop over envs (tests/test_collector.py checks the two agree)."""
+        instead of a Python loop over envs (tests/test_smax.py checks the two agree)."""
         info, n_envs = self.info, self.pool.n_envs
-        batch = EpisodeBatch.zeros(n_envs, info)
+        run = _Round.start(info, n_envs, actor)
         first = self.pool.reset_all(self._seeds)
         self._seeds = [None] * n_envs
-        everyone = np.arange(n_envs)
-        self._checked_all(first, everyone, 0)
+        self._checked_all(first, np.arange(n_envs), 0)
         # what each env shows now: a finished env keeps its last observation, as `collect` writes it
         current = Observations(np.array(first.obs), np.array(first.state), np.array(first.avail))
-        active = np.ones(n_envs, dtype=bool)
-        returns = np.zeros(n_envs)
-        lengths = np.zeros(n_envs, dtype=np.int64)
-        won = np.zeros(n_envs)
-        hidden = actor.initial_hidden(n_envs)
-        last_actions = torch.full((n_envs, info.n_agents), -1, dtype=torch.long)
-
-        obs_np, state_np, avail_np = batch.obs.numpy(), batch.state.numpy(), batch.avail.numpy()
-        actions_np, reward_np = batch.actions.numpy(), batch.reward.numpy()
-        terminated_np, filled_np = batch.terminated.numpy(), batch.filled.numpy()
         for t in range(info.episode_limit):
-            obs_np[:, t], state_np[:, t], avail_np[:, t] = current.obs, current.state, current.avail
-            obs, state, avail = batch.obs[:, t], batch.state[:, t], batch.avail[:, t]
-            actions, hidden = actor.act(obs, state, avail, last_actions, hidden, explore)
-            actions = actions.cpu()
-            step_actions = actions.numpy()
-            actions_np[:, t] = step_actions
-            step = self.pool.step_all(step_actions, active)
-            rows = np.flatnonzero(active)
-            reward = step.reward[rows]
-            reward_np[rows, t] = reward
-            terminated_np[rows, t] = step.terminated[rows]
-            filled_np[rows, t] = 1.0
-            returns[rows] += reward
-            lengths[rows] += 1
+            run.obs[:, t], run.state[:, t], run.avail[:, t] = current.obs, current.state, current.avail
+            step = self.pool.step_all(run.act(t, actor, explore), run.active)
+            rows = np.flatnonzero(run.active)
+            run.record(rows, t, step.reward[rows], step.terminated[rows])
             self._checked_all(step.next, rows, t + 1)
             for name in ("obs", "state", "avail"):
                 getattr(current, name)[rows] = getattr(step.next, name)[rows]
             ended = rows[step.terminated[rows] | step.truncated[rows] | (t + 1 == info.episode_limit)]
-            active[ended] = False
-            won[ended] = step.battle_won[ended]
-            # the obs after the last step is kept: a truncated episode bootstraps from it
-            obs_np[ended, t + 1], state_np[ended, t + 1] = current.obs[ended], current.state[ended]
-            avail_np[ended, t + 1] = current.avail[ended]
-            last_actions = actions
-            if not active.any():
+            run.finish(ended, t, step.battle_won[ended], current.obs[ended], current.state[ended], current.avail[ended])
+            if not run.active.any():
                 break
-        stats = CollectStats(returns=returns.tolist(), lengths=lengths.tolist(), battle_won=won.tolist())
-        return batch, stats
+        return run.batch, run.stats(np.arange(n_envs))
 
     def state_dict(self) -> dict[str, object]:
         """Which envs still await their first (seeded) reset, and each env's own RNG if it exposes one."""
