@@ -1,7 +1,8 @@
 """Which threads of a running process use the CPU: CPU seconds per thread over a window, from /proc (Linux).
 
     python train.py algo=qmix env=smax/protoss_5v5 t_max=100000 algo.batch_size=32 batch_size_run=16 \
-        algo.env_steps_per_update=256 pool.collection=thread trainer.torch_threads=1 test_interval=100000 &
+        algo.env_steps_per_update=256 pool.collection=thread trainer.torch_threads=1 test_interval=100000 \
+        test_nepisode=32 logger=csv checkpoint.interval=0 env.jax_cache_dir=<a filled cache> &
     sleep 20; python benchmarks/thread_cpu.py --pid $! --seconds 20 \
         --out benchmarks/results/thread_cpu_smax_5v5_qmix.json
 

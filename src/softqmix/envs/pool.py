@@ -123,10 +123,6 @@ class EnvPool:
         return self._envs
 
     @property
-    def vectorised(self) -> bool:
-        return self._vector is not None
-
-    @property
     def steps_arrays(self) -> bool:
         """Whether `reset_all` / `step_all` work: a vector env with the array interface (SMAX)."""
         return isinstance(self._vector, VectorEnv)
