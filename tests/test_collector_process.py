@@ -14,7 +14,7 @@ from torch import nn
 
 from softqmix.checkpointing import checkpoint_path
 from softqmix.data.collector import EpisodeCollector
-from softqmix.data.collector_process import CollectorProcess
+from softqmix.data.collector_process import CollectorProcess, PoolRecipe, SpawnedChild
 from softqmix.envs.base import StepResult
 from softqmix.envs.pool import EnvPool
 from softqmix.envs.registry import env_factory
@@ -185,3 +185,52 @@ def test_ctrl_c_on_the_process_group_checkpoints_and_leaves_no_child(tmp_path: P
     time.sleep(1)
     leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert leftover == [], f"processes left in the run's group: {leftover}"
+
+
+class BuildsOnlyIn:
+    """An env factory that works in the process `pid` and fails anywhere else (a spawned child's env build)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def __call__(self) -> CorridorEnv:
+        if os.getpid() != self.pid:
+            raise FileNotFoundError("the map file is missing")
+        return CorridorEnv()
+
+
+class FirstAction:
+    """Every agent plays action 0 (a spawned child needs an actor that pickles)."""
+
+    def initial_hidden(self, n_envs: int) -> torch.Tensor:
+        return torch.zeros(n_envs)
+
+    def act(self, obs, state, avail, last, hidden, explore):  # type: ignore[no-untyped-def]
+        return torch.zeros(obs.shape[:2], dtype=torch.long), hidden
+
+
+def test_a_spawned_childs_env_error_arrives_with_its_first_round() -> None:
+    """The child builds its envs before it is set up, while the parent goes on; their error is the answer."""
+    pool = EnvPool(BuildsOnlyIn(os.getpid()), 2, name="corridor")
+    remote = CollectorProcess(
+        EpisodeCollector(pool, seed=0, name="corridor"), FirstAction(), TrainingProgress(), start_method="spawn"
+    )
+    try:
+        remote.request(t_env=0)
+        with pytest.raises(RuntimeError, match=r"(?s)building the envs failed.*FileNotFoundError: the map file"):
+            remote.receive()
+    finally:
+        remote.close()
+    assert not remote.process.is_alive()
+
+
+def test_a_child_spawned_for_other_envs_is_refused_and_closed() -> None:
+    child = SpawnedChild(PoolRecipe(CorridorEnv, None, 3, "corridor"))
+    collector = EpisodeCollector(EnvPool(CorridorEnv, 2, name="corridor"), seed=0, name="corridor")
+    try:
+        with pytest.raises(ValueError, match=r"spawned child was started for .*n_envs=3.*the collector is .*n_envs=2"):
+            CollectorProcess(collector, FirstAction(), TrainingProgress(), start_method="spawn", spawned=child)
+    finally:
+        child.close()
+        collector.close()
+    assert not child.process.is_alive()

@@ -310,6 +310,87 @@ def test_array_collection_gives_the_per_env_loops_episodes(compose_train) -> Non
     assert min(lengths) < 40 and 40 in lengths  # battles that ended early, and battles cut at the limit
 
 
+def test_a_spawned_collection_process_collects_what_the_learner_would(compose_train) -> None:
+    """SMAX's collection process is spawned (JAX hangs in a forked child): it rebuilds the envs from their
+    factories and the collector's state, and acts with the actor's shared weights, refreshed between rounds. Its
+    episodes equal those of the same collector and actor in this process, also after the weights change."""
+    import torch
+
+    from softqmix.algos.registry import build_learner
+    from softqmix.data.collector import EpisodeCollector
+    from softqmix.data.collector_process import CollectorProcess
+    from softqmix.envs.pool import EnvPool
+    from softqmix.envs.registry import env_factory, vector_env_factory
+
+    overrides = ["algo=qmix", "env=smax/protoss_5v5", "env.episode_limit=30"]
+    cfg = compose_train([*overrides, "algo.epsilon_start=0.3", "algo.epsilon_finish=0.3"])  # draws and weights count
+
+    def collector() -> EpisodeCollector:
+        pool = EnvPool(env_factory(cfg.env), 3, name="smax", vector_factory=vector_env_factory(cfg.env))
+        return EpisodeCollector(pool, seed=7, name="smax")
+
+    local = collector()
+    learner = build_learner(cfg.algo, local.info, True)
+    here, there = learner.actor.detached_copy(5), learner.actor.detached_copy(5).share_memory()
+    remote = CollectorProcess(collector(), there, learner.progress, start_method="spawn")
+    try:
+        for round_ in range(2):
+            if round_ == 1:  # an update: new weights in the learner, copied into both actors while idle
+                with torch.no_grad():
+                    for p in learner.agent.parameters():
+                        p.add_(torch.randn_like(p))
+                here.refresh_from(learner.actor)
+                there.refresh_from(learner.actor)
+            want, want_stats = local.collect(here, explore=True)
+            remote.request(t_env=0)
+            got = remote.receive()
+            assert got.stats == want_stats
+            for field in ("obs", "state", "avail", "actions", "reward", "terminated", "filled"):
+                assert torch.equal(getattr(got.episodes, field), getattr(want, field)), (round_, field)
+        assert remote.state_dict() == local.state_dict()  # what a checkpoint keeps: seeds used, env RNG
+    finally:
+        remote.close()
+        local.close()
+    assert not remote.process.is_alive()
+
+
+def test_smax_trains_with_a_spawned_collection_process_and_keeps_the_console_ours(tmp_path: Path) -> None:
+    """The CLI run: the child's own output (jaxmarl's import lines) goes to the run's log, and the run resumes."""
+    import json
+    import subprocess
+
+    from tests.helpers import REPO_ROOT
+
+    run_dir = tmp_path / "run"
+    common = [
+        "env=smax/protoss_5v5",
+        "pool.collection=process",
+        "batch_size_run=4",
+        "test_interval=400",
+        "test_nepisode=4",
+        "algo.batch_size=4",
+        "algo.buffer_size=32",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+    ]
+    for t_max, resumed in ((400, None), (800, True)):  # the second run finds the first's checkpoint and resumes
+        proc = subprocess.run(
+            [sys.executable, "train.py", *common, f"t_max={t_max}"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "Importing submoduled" not in proc.stdout + proc.stderr
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["env_steps"] >= t_max and summary["updates"] > 0
+        assert (summary["resumed_from_step"] is not None) == bool(resumed)
+    assert summary["resumed_from_step"] >= 400
+    assert (run_dir / "train.log").read_text().count("Importing submoduled") >= 2  # parent's and child's
+
+
 class NoMoveLeft:
     """A SMAX vector env whose battle 2 offers agent 3 no legal action after the first step."""
 

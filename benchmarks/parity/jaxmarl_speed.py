@@ -19,13 +19,15 @@ Matched where the two codes allow (`--matched`, the default; `--ours-defaults` r
   * QMIX (and Soft-QMIX, ours only): agent GRU hidden 64 and batches of 32 trajectories on both. JaxMARL's
     `qmix_rnn.py` with its SMAX config runs 16 envs x 128 steps per rollout and 8 gradient steps per rollout: one
     per 256 env steps (jaxmarl_qmix.py). Ours: 16 envs (batch_size_run=16), one update per 256 env steps
-    (algo.env_steps_per_update=256), collection overlapped with learning in a thread (pool.collection=thread),
-    `trainer.torch_threads=1`.
+    (algo.env_steps_per_update=256), collection overlapped with learning in a spawned process
+    (pool.collection=process; `thread` until 2026-12-07, whose rows in older JSON say so in `overrides`), and one
+    torch thread for the learner (`trainer.torch_threads=1`: the other core is the collector's).
   * MAPPO: JaxMARL's `mappo_rnn_smax.py` with its config (128 envs x 128 steps per rollout, 4 epochs x 4
     minibatches, GRU and layers 128), our scenario plugged into its env as jaxmarl_qmix.py does. Ours: 128 episodes
     per rollout from 64 envs, 4 epochs x 4 minibatches, GRU and critic 128. SMAX battles last about 50-70 steps, so
     our rollouts hold about half of JaxMARL's 16384 env steps and ours makes about twice its gradient steps per
-    env step.
+    env step. On-policy, our collection and updates take turns, so the update gets both cores
+    (`trainer.torch_threads=2`; 1 until 2026-12-07).
   * Tests: ours 32 greedy battles at the start and at the end; JaxMARL's QMIX 128 greedy battles twice (its
     TEST_INTERVAL 0.5); JaxMARL's MAPPO none.
 `--repeats N` runs the warm configuration N times per code, ours and JaxMARL's taking turns (Soft-QMIX's turns are
@@ -86,8 +88,15 @@ print(json.dumps({"compile_s": compiled_at - started, "run_s": time.time() - com
 """
 
 OURS_MATCHED = {
-    "qmix": ["algo.batch_size=32", "batch_size_run=16", "algo.env_steps_per_update=256", "pool.collection=thread"],
+    "qmix": [
+        "algo.batch_size=32",
+        "batch_size_run=16",
+        "algo.env_steps_per_update=256",
+        "pool.collection=process",
+        "trainer.torch_threads=1",
+    ],
     "mappo": [
+        "trainer.torch_threads=2",
         "batch_size_run=64",
         "algo.rollout_episodes=128",
         "algo.ppo_epochs=4",
@@ -134,7 +143,7 @@ def run_ours(
     """One timed run of ours; `cache` only labels the row (cold: `cache_dir` is still empty)."""
     run_dir = scratch / f"ours_{algo}_{cache}"
     command = [sys.executable, "train.py", f"algo={algo}", f"env={args.env}", f"t_max={args.steps}", *overrides]
-    command += [f"test_interval={args.steps}", "test_nepisode=32", "logger=csv", "trainer.torch_threads=1"]
+    command += [f"test_interval={args.steps}", "test_nepisode=32", "logger=csv"]
     command += ["checkpoint.interval=0", f"env.jax_cache_dir={cache_dir}", f"hydra.run.dir={run_dir}"]
     load = os.getloadavg()[0]
     wall, cpu, rc, _ = timed(command, REPO, {"JAX_PLATFORMS": "cpu"})

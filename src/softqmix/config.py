@@ -30,7 +30,7 @@ class Collection(str, Enum):
 
     serial = "serial"  # collect, then learn, in turn (pymarl's order; exact and reproducible)
     thread = "thread"  # the next round in a thread while the learner trains (one-update policy lag)
-    process = "process"  # the next round in a forked child process (one-update lag; uses a second core)
+    process = "process"  # the next round in a child process, forked (spawned for SMAX); one-update lag, 2 cores
 
 
 @dataclass
@@ -325,17 +325,11 @@ def validate_config(cfg: DictConfig) -> None:
             f"pool.collection={collection.value} is implemented for the value-factorisation learners, "
             f"not for algo={spec.name}; set pool.collection=serial"
         )
-    if collection is Collection.process:
-        if cfg.pool.mode == "workers":
-            raise ConfigError(
-                "pool.collection=process steps the envs in its own process and cannot restart env workers "
-                "started by the learner's; use pool.mode=inprocess with it (or pool.collection=thread with workers)"
-            )
-        if family.name == "smax":
-            raise ConfigError(
-                "pool.collection=process forks the learner, and JAX (SMAX) deadlocks in a forked process; "
-                "use pool.collection=serial or thread for env=smax/*"
-            )
+    if collection is Collection.process and cfg.pool.mode == "workers":
+        raise ConfigError(
+            "pool.collection=process steps the envs in its own process and cannot restart env workers "
+            "started by the learner's; use pool.mode=inprocess with it (or pool.collection=thread with workers)"
+        )
 
 
 def _algorithms_with_ablations() -> list:

@@ -88,6 +88,7 @@ class RunConsole:
         self.log_file, self.quiet = Path(log_file).resolve(), quiet
         self._undo = contextlib.ExitStack()
         self._log_files: set[Path] = set()
+        self.latest_log_file: Path | None = None  # where the run's log goes now (a resume moves it), when quiet
         self._wandb_routed = False
 
     # ------------------------------------------------------------------ set up and restore
@@ -123,6 +124,7 @@ class RunConsole:
         if not self.quiet:
             return
         path = (Path(run_dir) / self.log_file.name).resolve()
+        self.latest_log_file = path
         if path in self._log_files:
             return
         path.parent.mkdir(parents=True, exist_ok=True)

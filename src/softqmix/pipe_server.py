@@ -13,12 +13,16 @@ def serve(conn: Connection, handlers: Mapping[str, Callable[[Any], Any]], on_exi
 
     An exception in a handler is sent back as ("error", traceback) and the loop goes on, so the
     parent reports the child's own error; a parent that vanishes (EOF) ends the loop. `on_exit`
-    runs however the loop ends (it closes what the child owns, e.g. a StarCraft II process).
+    runs however the loop ends (it closes what the child owns, e.g. a StarCraft II process); on
+    "close" it runs before the answer, so a parent that has the answer knows it is done.
     """
+    exited = False
     try:
         while True:
             command, payload = conn.recv()
             if command == "close":
+                exited = True
+                on_exit()
                 conn.send(("ok", None))
                 return
             try:
@@ -28,4 +32,5 @@ def serve(conn: Connection, handlers: Mapping[str, Callable[[Any], Any]], on_exi
     except (EOFError, KeyboardInterrupt):
         pass
     finally:
-        on_exit()
+        if not exited:
+            on_exit()

@@ -26,9 +26,10 @@ from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_env_step, chec
 from softqmix.config import Collection, register_configs, validate_config
 from softqmix.console import active_console, describe_wandb_run, run_console, say, third_party_output
 from softqmix.data.collector import EpisodeCollector
+from softqmix.data.collector_process import PoolRecipe, SpawnedChild
 from softqmix.envs import env_factory, make_env
 from softqmix.envs.pool import EnvPool
-from softqmix.envs.registry import check_env_requirements, vector_env_factory
+from softqmix.envs.registry import check_env_requirements, env_family, vector_env_factory
 from softqmix.errors import (
     DISK_ERRNOS,
     ConfigError,
@@ -301,6 +302,32 @@ def _train_locked(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     name = f"{cfg.env.family}/{cfg.env.name}"
+    # also on errors and signals: env processes (e.g. StarCraft II) must not outlive us
+    with contextlib.ExitStack() as cleanup:
+        spawned_child = _spawn_collection_process(cfg, name)
+        if spawned_child is not None:
+            cleanup.callback(spawned_child.close)
+        return _build_collectors_and_fit(cfg, run_dir, ckpt, extra_callbacks, cleanup, name, spawned_child)
+
+
+def _spawn_collection_process(cfg: DictConfig, name: str) -> SpawnedChild | None:
+    """With pool.collection=process for envs that do not survive a fork (SMAX), the collection process is a fresh
+    interpreter: start it first, so that its imports and env build (seconds) overlap the learner's."""
+    if Collection(cfg.pool.collection) is not Collection.process or env_family(cfg.env.family).fork_safe:
+        return None
+    recipe = PoolRecipe(env_factory(cfg.env), vector_env_factory(cfg.env), cfg.batch_size_run, name)
+    return SpawnedChild(recipe, _third_party_log())
+
+
+def _build_collectors_and_fit(
+    cfg: DictConfig,
+    run_dir: Path,
+    ckpt: Path | None,
+    extra_callbacks: list[L.Callback] | None,
+    cleanup: contextlib.ExitStack,
+    name: str,
+    spawned_child: SpawnedChild | None,
+) -> dict[str, Any]:
     pool = EnvPool(
         env_factory(cfg.env),
         cfg.batch_size_run,
@@ -310,18 +337,16 @@ def _train_locked(
         name=name,
         vector_factory=vector_env_factory(cfg.env),
     )
-    # also on errors and signals: env processes (e.g. StarCraft II) must not outlive us
-    with contextlib.ExitStack() as cleanup:
-        collector = EpisodeCollector(pool, seed=cfg.seed, name=name)
-        cleanup.callback(collector.close)
-        test_collector = None
-        if Collection(cfg.pool.collection) is not Collection.serial:  # collection owns the training envs
-            test_pool = EnvPool(
-                env_factory(cfg.env), cfg.batch_size_run, name=name, vector_factory=vector_env_factory(cfg.env)
-            )
-            test_collector = EpisodeCollector(test_pool, seed=cfg.seed + 100_000, name=name)
-            cleanup.callback(test_collector.close)
-        return _fit(cfg, run_dir, ckpt, collector, test_collector, extra_callbacks or [], cleanup)
+    collector = EpisodeCollector(pool, seed=cfg.seed, name=name)
+    cleanup.callback(collector.close)
+    test_collector = None
+    if Collection(cfg.pool.collection) is not Collection.serial:  # collection owns the training envs
+        test_pool = EnvPool(
+            env_factory(cfg.env), cfg.batch_size_run, name=name, vector_factory=vector_env_factory(cfg.env)
+        )
+        test_collector = EpisodeCollector(test_pool, seed=cfg.seed + 100_000, name=name)
+        cleanup.callback(test_collector.close)
+    return _fit(cfg, run_dir, ckpt, collector, test_collector, extra_callbacks or [], cleanup, spawned_child)
 
 
 def _fit(
@@ -332,6 +357,7 @@ def _fit(
     test_collector: EpisodeCollector | None,
     extra_callbacks: list[L.Callback],
     cleanup: contextlib.ExitStack,
+    spawned_child: SpawnedChild | None = None,
 ) -> dict[str, Any]:
     info = collector.info
     schedule = RunSchedule(
@@ -350,6 +376,8 @@ def _fit(
         Collection(cfg.pool.collection),
         collection_seed=cfg.seed + 1,
         separate_actor=cfg.trainer.separate_actor,
+        process_start="fork" if spawned_child is None else "spawn",
+        spawned_child=spawned_child,
     )
     cleanup.callback(module.close_envs)
     module.configure_checkpointing(checkpoint_path(run_dir).parent, cfg.checkpoint.save_buffer)
@@ -446,6 +474,13 @@ def _fit(
     write_json(run_dir / "summary.json", summary)
     say(_final_line(summary, run_dir))
     return summary
+
+
+def _third_party_log() -> Path | None:
+    """Where output that is not ours goes (a spawned collection process's): the run's log file under the quiet
+    console, else the terminal (None)."""
+    console = active_console()
+    return console.latest_log_file if console is not None and console.quiet else None
 
 
 def _announce_run(run_dir: Path, loggers: list[Logger]) -> None:

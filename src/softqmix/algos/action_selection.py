@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from softqmix.progress import TrainingProgress
 
 # Logit given to unavailable actions: finite, so a fully masked (padded) step gives a
 # uniform policy instead of NaN, as in the released code (docs/algorithms/soft_qmix.md).
@@ -62,3 +65,16 @@ class LinearSchedule:
             return self.finish
         frac = min(max(t_env, 0) / self.duration, 1.0)
         return self.start + frac * (self.finish - self.start)
+
+
+@dataclass(frozen=True)
+class ScheduleAtProgress:
+    """A schedule read at the run's current env step. A class rather than a lambda so that an actor holding one
+    pickles, and a spawned collection process (softqmix.data.collector_process) can be sent it; the process sets
+    its copy of `progress.t_env` before each round."""
+
+    schedule: Callable[[int], float]
+    progress: TrainingProgress
+
+    def __call__(self) -> float:
+        return self.schedule(self.progress.t_env)

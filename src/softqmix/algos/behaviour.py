@@ -109,8 +109,27 @@ class BehaviourPolicy:
             torch.Generator().manual_seed(seed) if seed is not None else None,
         )
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled for a spawned collection process: nets (their shared-memory weights travel as handles), config,
+        the RNG's state (as bytes) and the schedule; not the lock, which belongs to this process's threads."""
+        state = dict(self.__dict__)
+        del state["lock"]
+        if self.generator is not None:  # torch would send its state tensor through shared memory, which fails
+            state["generator"] = bytes(self.generator.get_state().numpy())
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        generator = state.pop("generator")
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
+        self.generator = None
+        if isinstance(generator, bytes):
+            self.generator = torch.Generator()
+            self.generator.set_state(torch.frombuffer(bytearray(generator), dtype=torch.uint8))
+
     def share_memory(self) -> BehaviourPolicy:
-        """Put the nets' weights in shared memory, so a forked collection process sees every refresh."""
+        """Put the nets' weights in shared memory, so a collection process (forked or spawned) sees every
+        refresh."""
         for module in (self.agent, self.g, self.f):
             module.share_memory()
         return self

@@ -16,7 +16,7 @@ from enum import Enum
 import torch
 from torch import nn
 
-from softqmix.algos.action_selection import LinearSchedule, masked_logits
+from softqmix.algos.action_selection import LinearSchedule, ScheduleAtProgress, masked_logits
 from softqmix.algos.learner import Learner, Optimizer, OptimizerGroup, ReplayLearnerConfig, check_update_pacing
 from softqmix.algos.policy_actor import PolicyActor
 from softqmix.algos.registry import AlgorithmSpec, register_algorithm
@@ -99,7 +99,12 @@ class FOP(Learner):
         self.alpha = LinearSchedule(cfg.alpha_start, cfg.alpha_finish, cfg.alpha_anneal_time)
         self.epsilon = LinearSchedule(cfg.epsilon_start, cfg.epsilon_finish, cfg.epsilon_anneal_time)
         self._actor = PolicyActor(
-            self.policy, obs_last_action, cfg.obs_agent_id, a, n, epsilon_at=lambda: self.epsilon(self.progress.t_env)
+            self.policy,
+            obs_last_action,
+            cfg.obs_agent_id,
+            a,
+            n,
+            epsilon_at=ScheduleAtProgress(self.epsilon, self.progress),
         )
 
     @property

@@ -14,7 +14,13 @@ from enum import Enum
 import torch
 from torch import nn
 
-from softqmix.algos.action_selection import LinearSchedule, greedy_actions, masked_logits, sample_softmax
+from softqmix.algos.action_selection import (
+    LinearSchedule,
+    ScheduleAtProgress,
+    greedy_actions,
+    masked_logits,
+    sample_softmax,
+)
 from softqmix.algos.behaviour import Behaviour, BehaviourPolicy
 from softqmix.algos.learner import Learner, OptimizerGroup, ReplayLearnerConfig, check_update_pacing
 from softqmix.algos.registry import AlgorithmSpec, register_algorithm
@@ -171,7 +177,7 @@ class ValueFactorisation(Learner):
             obs_last_action,
             info.n_actions,
             n,
-            lambda: self.epsilon(self.progress.t_env),
+            ScheduleAtProgress(self.epsilon, self.progress),
         )
 
     # ------------------------------------------------------------------ acting

@@ -89,6 +89,7 @@ class EnvPool:
         if mode not in ("inprocess", "workers"):
             raise ValueError(f"pool.mode must be 'inprocess' or 'workers', got '{mode}'")
         self.factory, self.n_envs, self.mode, self.name = factory, n_envs, mode, name
+        self.vector_factory = vector_factory
         self.max_restarts, self.restarts = max_restarts, 0
         # One conversation with the workers at a time: with overlapped learning the collection
         # thread steps the pool while the learner thread may ask for RNG states (checkpoints).

@@ -29,6 +29,9 @@ class EnvFamily:
     build_vector: Callable[..., Any] | None = None
     # Checks that the family's optional package is installed; raises ConfigError with the install command.
     requirement: Callable[[], object] | None = None
+    # False where a forked copy of a process that has used the env hangs (JAX, SMAX's engine, deadlocks in a forked
+    # child): a collection process for such a family is spawned, a fresh interpreter, instead of forked.
+    fork_safe: bool = True
 
 
 ENV_FAMILIES: Registry[EnvFamily] = Registry("env family", ("softqmix.envs",), plural="env families")

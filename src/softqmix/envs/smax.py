@@ -531,5 +531,12 @@ class SMAXVectorEnv:
 
 
 register_env_family(
-    EnvFamily(name="smax", schema=SMAXEnvConfig, build=SMAXEnv, build_vector=SMAXVectorEnv, requirement=require_jaxmarl)
+    EnvFamily(
+        name="smax",
+        schema=SMAXEnvConfig,
+        build=SMAXEnv,
+        build_vector=SMAXVectorEnv,
+        requirement=require_jaxmarl,
+        fork_safe=False,
+    )
 )

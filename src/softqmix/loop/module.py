@@ -31,7 +31,7 @@ from softqmix.algos.registry import AlgorithmSpec, algorithm, build_learner
 from softqmix.config import Collection
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
 from softqmix.data.collector import CollectStats, EpisodeCollector
-from softqmix.data.collector_process import CollectorProcess
+from softqmix.data.collector_process import CollectorProcess, SpawnedChild
 from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError, TrainingDiverged
 from softqmix.loop.rounds import ProcessRounds, Round, SerialRounds, ThreadRounds
@@ -135,13 +135,16 @@ class TrainingLoop(L.LightningModule):
         collection: Collection = Collection.serial,
         collection_seed: int = 0,
         separate_actor: bool | None = None,
+        process_start: str = "fork",
+        spawned_child: SpawnedChild | None = None,
     ) -> None:
         """Give the loop its envs; kept out of __init__ so checkpoints load without envs.
 
         With collection `thread` or `process`, training episodes are collected while the learner
         trains, by a copy of the acting nets with its own RNG (seeded with `collection_seed`); `test`
-        must then be a separate collector. The process is forked here, before the replay buffer is
-        allocated, so the child does not share (and later duplicate) its pages.
+        must then be a separate collector. The process is forked here (`process_start`), before the replay buffer
+        is allocated, so the child does not share (and later duplicate) its pages; for envs that do not survive a
+        fork it is spawned (`process_start="spawn"`), best ahead of time (`spawned_child`, see train.py).
         Serial collection acts with a CPU copy of the nets refreshed after every update when
         `separate_actor` is true, or, when it is None, once the learner turns out to be on a GPU.
         """
@@ -161,7 +164,9 @@ class TrainingLoop(L.LightningModule):
             sync = lambda: copy.refresh_from(self.actor)  # noqa: E731
             if collection is Collection.process:
                 copy.share_memory()
-                train = CollectorProcess(train, copy, self.progress)  # type: ignore[assignment]
+                train = CollectorProcess(  # type: ignore[assignment]
+                    train, copy, self.progress, start_method=process_start, spawned=spawned_child
+                )
                 self.rounds = ProcessRounds(train, sync)  # type: ignore[arg-type]
             else:
                 self.rounds = ThreadRounds(train, copy, sync)

@@ -3,7 +3,8 @@
 Serial (default, pymarl's order): collect, then update on a batch that includes the new episodes,
 then collect with the updated weights. Thread and process collection gather the next round while
 the learner trains, with an actor of their own (a copy of the acting nets that `sync` refreshes
-from the learner's): in a background thread, or in the forked child of a `CollectorProcess`.
+from the learner's): in a background thread, or in the child of a `CollectorProcess` (forked, or spawned
+for envs that do not survive a fork).
 Collection and learning then overlap, at the price of a one-update policy lag and of exact
 reproducibility (pool.collection, docs/mpe.md).
 """
