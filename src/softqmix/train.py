@@ -264,27 +264,49 @@ def train(
     stops the run with OutputWriteError, one line naming the file, the problem and how to go on.
     """
     validate_config(cfg)
-    with third_party_output():  # jaxmarl prints two lines on import; under the CLI they go to the log file
-        check_env_requirements(cfg.env)
-    target = _explicit_resume_dir(cfg) or run_dir  # the dir this run writes into
-    with locked_run_dir(target):
-        try:
-            return _train_locked(cfg, run_dir, extra_callbacks, overrides)
-        except OSError as exc:
-            if exc.errno not in DISK_ERRNOS:
-                raise
-            how = (
-                f"continue it from its last checkpoint with: python train.py resume={target.resolve()}"
-                if checkpoint_path(target).exists()
-                else "start it again"
-            )
-            problem = OutputWriteError.writing(exc.filename or target, exc)
-            fix = "make it writable again" if exc.errno == errno.EROFS else "free space there"
-            raise OutputWriteError(f"{problem}; the run stopped: {fix}, then {how}", exc.errno) from exc
+    # before this process spends seconds importing the env's library: the child imports its own meanwhile
+    spawned_child = _spawn_collection_process(cfg)
+    try:
+        with third_party_output():  # jaxmarl prints two lines on import; under the CLI they go to the log file
+            check_env_requirements(cfg.env)
+        target = _explicit_resume_dir(cfg) or run_dir  # the dir this run writes into
+        with locked_run_dir(target):
+            return _train_in_locked_dir(cfg, run_dir, target, extra_callbacks, overrides, spawned_child)
+    finally:
+        if spawned_child is not None:  # a child that a collection process took is closed with the run's envs
+            spawned_child.close()
+
+
+def _train_in_locked_dir(
+    cfg: DictConfig,
+    run_dir: Path,
+    target: Path,
+    extra_callbacks: list[L.Callback] | None,
+    overrides: list[str] | None,
+    spawned_child: SpawnedChild | None,
+) -> dict[str, Any]:
+    """Disk errors become one line that says how to go on."""
+    try:
+        return _train_locked(cfg, run_dir, extra_callbacks, overrides, spawned_child)
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        how = (
+            f"continue it from its last checkpoint with: python train.py resume={target.resolve()}"
+            if checkpoint_path(target).exists()
+            else "start it again"
+        )
+        problem = OutputWriteError.writing(exc.filename or target, exc)
+        fix = "make it writable again" if exc.errno == errno.EROFS else "free space there"
+        raise OutputWriteError(f"{problem}; the run stopped: {fix}, then {how}", exc.errno) from exc
 
 
 def _train_locked(
-    cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback] | None, overrides: list[str] | None
+    cfg: DictConfig,
+    run_dir: Path,
+    extra_callbacks: list[L.Callback] | None,
+    overrides: list[str] | None,
+    spawned_child: SpawnedChild | None = None,
 ) -> dict[str, Any]:
     cfg, run_dir, ckpt = _resolve_resume(cfg, run_dir, overrides)
     check_logger_ready(cfg.logger)
@@ -304,17 +326,19 @@ def _train_locked(
     name = f"{cfg.env.family}/{cfg.env.name}"
     # also on errors and signals: env processes (e.g. StarCraft II) must not outlive us
     with contextlib.ExitStack() as cleanup:
-        spawned_child = _spawn_collection_process(cfg, name)
-        if spawned_child is not None:
-            cleanup.callback(spawned_child.close)
         return _build_collectors_and_fit(cfg, run_dir, ckpt, extra_callbacks, cleanup, name, spawned_child)
 
 
-def _spawn_collection_process(cfg: DictConfig, name: str) -> SpawnedChild | None:
+def _spawns_its_collector(cfg: DictConfig) -> bool:
+    return Collection(cfg.pool.collection) is Collection.process and not env_family(cfg.env.family).fork_safe
+
+
+def _spawn_collection_process(cfg: DictConfig) -> SpawnedChild | None:
     """With pool.collection=process for envs that do not survive a fork (SMAX), the collection process is a fresh
     interpreter: start it first, so that its imports and env build (seconds) overlap the learner's."""
-    if Collection(cfg.pool.collection) is not Collection.process or env_family(cfg.env.family).fork_safe:
+    if not _spawns_its_collector(cfg):
         return None
+    name = f"{cfg.env.family}/{cfg.env.name}"
     recipe = PoolRecipe(env_factory(cfg.env), vector_env_factory(cfg.env), cfg.batch_size_run, name)
     return SpawnedChild(recipe, _third_party_log())
 
@@ -339,6 +363,15 @@ def _build_collectors_and_fit(
     )
     collector = EpisodeCollector(pool, seed=cfg.seed, name=name)
     cleanup.callback(collector.close)
+    # The child was started from the command line's config; a resume runs the config saved with the run, which
+    # may collect otherwise or build other envs.
+    wanted = _spawns_its_collector(cfg)
+    if spawned_child is not None and not (wanted and spawned_child.recipe.builds_the_same_envs_as(PoolRecipe.of(pool))):
+        spawned_child.close()
+        spawned_child = None
+    if wanted and spawned_child is None:
+        spawned_child = SpawnedChild(PoolRecipe.of(pool), _third_party_log())
+        cleanup.callback(spawned_child.close)
     test_collector = None
     if Collection(cfg.pool.collection) is not Collection.serial:  # collection owns the training envs
         test_pool = EnvPool(
