@@ -89,16 +89,21 @@ class RaisesAtStep2(CorridorEnv):
         return super().step(actions)
 
 
+def first_round_fails(remote: CollectorProcess, error: str) -> None:
+    """Ask for a round and get the child's `error` (a regex) instead; the child is closed either way."""
+    try:
+        remote.request(t_env=0)
+        with pytest.raises(RuntimeError, match=error):
+            remote.receive()
+    finally:
+        remote.close()
+
+
 def test_an_env_error_in_the_child_reaches_the_learner_with_its_traceback() -> None:
     remote = CollectorProcess(
         EpisodeCollector(EnvPool.from_envs([RaisesAtStep2()]), seed=0), SeededRandomActor(3, 0), TrainingProgress()
     )
-    try:
-        remote.request(t_env=0)
-        with pytest.raises(RuntimeError, match=r"(?s)failed in its process.*ValueError: the env broke at step 2"):
-            remote.receive()
-    finally:
-        remote.close()
+    first_round_fails(remote, r"(?s)failed in its process.*ValueError: the env broke at step 2")
 
 
 def test_a_dead_child_is_a_clear_error_not_a_hang() -> None:
@@ -215,12 +220,7 @@ def test_a_spawned_childs_env_error_arrives_with_its_first_round() -> None:
     remote = CollectorProcess(
         EpisodeCollector(pool, seed=0, name="corridor"), FirstAction(), TrainingProgress(), start_method="spawn"
     )
-    try:
-        remote.request(t_env=0)
-        with pytest.raises(RuntimeError, match=r"(?s)building the envs failed.*FileNotFoundError: the map file"):
-            remote.receive()
-    finally:
-        remote.close()
+    first_round_fails(remote, r"(?s)building the envs failed.*FileNotFoundError: the map file")
     assert not remote.process.is_alive()
 
 
