@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +118,16 @@ def random_replay_batch(info: EnvInfo, n_episodes: int, seed: int = 0) -> Episod
     b.actions.copy_(torch.multinomial(legal, 1, generator=gen).view(b.actions.shape))
     b.reward.copy_(torch.randn(b.reward.shape, generator=gen))
     return b
+
+
+_HOLD_LOCK = (
+    "import sys, time; from pathlib import Path; from softqmix.rundir import acquire_run_dir; "
+    "acquire_run_dir(Path(sys.argv[1])); print('locked', flush=True); time.sleep(600)"
+)
+
+
+def hold_run_dir_lock(run_dir: Path) -> subprocess.Popen[str]:
+    """Another process that holds `run_dir`'s lock until killed (a second writer on a run dir)."""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder

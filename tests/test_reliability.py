@@ -27,7 +27,7 @@ from softqmix.envs.base import EnvInfo, Observation, StepResult
 from softqmix.errors import ConfigError, EnvContractError, RunDirBusy, TrainingDiverged
 from softqmix.rundir import LOCK_FILE, acquire_run_dir, locked_run_dir
 from softqmix.train import train
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, hold_run_dir_lock
 
 SMALL = [
     "t_max=1200",
@@ -350,10 +350,6 @@ def test_a_bare_resume_keeps_the_saved_t_max_and_refuses_other_overrides(compose
 
 # ---------------------------------------------------------------- one run dir, one process
 
-_HOLD_LOCK = (
-    "import sys, time; from pathlib import Path; from softqmix.rundir import acquire_run_dir; "
-    "acquire_run_dir(Path(sys.argv[1])); print('locked', flush=True); time.sleep(600)"
-)
 _TRY_LOCK = (
     "import sys; from pathlib import Path; from softqmix.errors import RunDirBusy; "
     "from softqmix.rundir import acquire_run_dir\n"
@@ -361,15 +357,9 @@ _TRY_LOCK = (
 )
 
 
-def _hold_lock(run_dir: Path) -> subprocess.Popen[str]:
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run_dir)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-    return holder
-
-
 def test_a_second_process_on_a_busy_run_dir_stops_naming_dir_and_holder(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    holder = _hold_lock(run_dir)
+    holder = hold_run_dir_lock(run_dir)
     try:
         proc = _cli("t_max=200", "logger=csv", f"hydra.run.dir={run_dir}")
     finally:
@@ -383,7 +373,7 @@ def test_a_second_process_on_a_busy_run_dir_stops_naming_dir_and_holder(tmp_path
 
 def test_the_lock_dies_with_its_holder_even_on_sigkill(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    holder = _hold_lock(run_dir)
+    holder = hold_run_dir_lock(run_dir)
     with pytest.raises(RunDirBusy, match=f"pid {holder.pid} on host"):
         acquire_run_dir(run_dir)
     holder.send_signal(signal.SIGKILL)

@@ -393,6 +393,25 @@ def test_smax_trains_with_a_spawned_collection_process_and_keeps_the_console_our
     assert (run_dir / "train.log").read_text().count("Importing submoduled") >= 2  # parent's and child's
 
 
+def test_a_run_stopped_before_training_leaves_no_spawned_child(compose_train, tmp_path: Path) -> None:
+    """SMAX's collection process starts before the run dir is locked; a busy run dir stops the run, and the child
+    goes with it."""
+    import multiprocessing
+
+    from softqmix.errors import RunDirBusy
+    from tests.helpers import hold_run_dir_lock
+
+    run_dir = tmp_path / "run"
+    holder = hold_run_dir_lock(run_dir)
+    try:
+        with pytest.raises(RunDirBusy):
+            train(compose_train(["env=smax/protoss_5v5", "pool.collection=process"]), run_dir)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert multiprocessing.active_children() == []
+
+
 class NoMoveLeft:
     """A SMAX vector env whose battle 2 offers agent 3 no legal action after the first step."""
 

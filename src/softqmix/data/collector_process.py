@@ -116,9 +116,8 @@ def _serve(conn: Connection, collector: EpisodeCollector, actor: Actor, progress
 
 def _serve_spawned(conn: Connection, recipe: PoolRecipe, log_file: Path | None) -> None:
     """The spawned child: its output to the run's log file (the console shows only our lines), then its envs,
-    built while the parent still builds the learner; then
-    ("setup", (collector state, actor, progress)) and the same service as a forked child. A failure to build the
-    envs is the answer to the setup request."""
+    built while the parent still builds the learner; then ("setup", (collector state, actor, progress)) and the
+    same service as a forked child. A failure to build the envs is the answer to the setup request."""
     if log_file is not None:
         log = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         os.dup2(log, 1)
@@ -181,12 +180,13 @@ class SpawnedChild:
         self.taken = False
 
     def close(self) -> None:
-        """Stop a child that no `CollectorProcess` took (the run failed before it got there)."""
+        """Stop a child that no `CollectorProcess` took (the run failed before it got there). It holds nothing
+        worth waiting for, and may still be importing for seconds: it is killed unless it ends at once."""
         if self.taken:
             return
         with contextlib.suppress(Exception):
             self.conn.send(("close", None))
-        self.process.join(timeout=10)
+        self.process.join(timeout=0.5)
         if self.process.is_alive():
             self.process.kill()
             self.process.join(timeout=5)
