@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import load_script
 
 
 def profile_split():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("profile_split", REPO_ROOT / "benchmarks/profile_split.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/profile_split.py")
 
 
 LEARNER = 'process 10:"python train.py algo=qmix";<module> (train.py:6)'

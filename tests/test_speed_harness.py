@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import load_script
 
 
 def harness():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("jaxmarl_speed", REPO_ROOT / "benchmarks/parity/jaxmarl_speed.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/parity/jaxmarl_speed.py")
 
 
 def run(code: str, algo: str, repeat: int, steps_per_s: float, beside: str | None = None) -> dict:

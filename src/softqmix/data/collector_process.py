@@ -164,7 +164,7 @@ def _signals_ignored_in_children() -> Iterator[None]:
 
 class SpawnedChild:
     """A collection process spawned ahead of its work: a fresh interpreter (for env families that hang in a forked
-    child) takes seconds to import torch and the env's library and to build its envs (SMAX: about 9 s here), so
+    child) takes seconds to import torch and the env's library and to build its envs (SMAX: about 10 s here), so
     the run starts it first and builds the learner meanwhile; `CollectorProcess` then sends it the actor."""
 
     def __init__(self, recipe: PoolRecipe, log_file: Path | None = None) -> None:
