@@ -37,3 +37,21 @@ def test_the_softmax_gives_unavailable_actions_zero_probability() -> None:
     probs = log_probs.exp()
     assert float(probs[avail == 0].max()) < 1e-12
     assert torch.allclose(probs.sum(-1), torch.ones(64, 5))
+
+
+def test_the_softmax_draws_each_action_at_its_probability() -> None:
+    """Unavailable actions first, in the middle and last, and a fully masked row (padding: uniform); the
+    frequencies over many draws are the softmax's within four standard errors, and the log-probs are
+    log_softmax's."""
+    logits = torch.tensor([[3.0, 0.0, 1.0, 2.0, -1.0, 0.5], [0.2, -0.3, 1.5, 0.0, 0.7, -2.0]])
+    avail = torch.tensor([[0, 1, 1, 0, 1, 1], [0, 0, 0, 0, 0, 0]], dtype=torch.float32)
+    draws = 200_000
+    actions, log_probs = sample_softmax(
+        logits.expand(draws, 2, 6), avail.expand(draws, 2, 6), torch.Generator().manual_seed(3)
+    )
+    want = torch.softmax(logits.masked_fill(avail == 0, -1e9), dim=-1)
+    torch.testing.assert_close(log_probs[0], torch.log_softmax(logits.masked_fill(avail == 0, -1e9), dim=-1))
+    for row in range(2):
+        freq = torch.bincount(actions[:, row], minlength=6).double() / draws
+        stderr = (want[row].double() * (1 - want[row].double()) / draws).sqrt()
+        assert bool(((freq - want[row].double()).abs() <= 4 * stderr + 1e-12).all()), (row, freq, want[row])

@@ -26,11 +26,23 @@ def greedy_actions(values: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
 def sample_softmax(
     logits: torch.Tensor, avail: torch.Tensor, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample a ~ softmax(logits) over available actions; returns (actions, log-probs of all actions)."""
-    log_probs = torch.log_softmax(masked_logits(logits, avail), dim=-1)
-    flat = log_probs.reshape(-1, log_probs.shape[-1]).exp()
-    actions = torch.multinomial(flat, 1, generator=generator).view(log_probs.shape[:-1])
-    return actions, log_probs
+    """Sample a ~ softmax(logits) over available actions; returns (actions, log-probs of all actions).
+
+    By the inverse CDF: one uniform number per row, against the running sum of the unnormalised weights
+    exp(logit - max). Why not `torch.multinomial` and `log_softmax`: with a handful of actions per row, both run
+    along a short last axis, and on a SMAX replay batch (every step, agent and action of 32 episodes) they took
+    9.2 ms of a Soft-QMIX update where this takes 3.1 ms (benchmarks/results/sample_softmax_cost.json). An
+    unavailable action has weight 0, so it adds nothing to the running sum and is never drawn; a fully masked
+    row (padding) is uniform, as MASKED_LOGIT intends.
+    """
+    shifted = masked_logits(logits, avail)
+    shifted = shifted - shifted.amax(dim=-1, keepdim=True)
+    cumulative = shifted.exp().cumsum(dim=-1)
+    total = cumulative[..., -1:]
+    draw = torch.rand(total.shape, generator=generator, dtype=total.dtype, device=total.device) * total
+    # the first action whose running sum exceeds the draw; the clamp only guards rounding at the top end
+    actions = (cumulative <= draw).sum(dim=-1).clamp_(max=logits.shape[-1] - 1)
+    return actions, shifted - total.log()
 
 
 def epsilon_greedy(
