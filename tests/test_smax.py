@@ -263,6 +263,34 @@ def test_a_vector_env_compiles_no_single_env_function(compose_train) -> None:
     assert game.reset_many._cache_size() == 1 and game.step_many._cache_size() == 1
 
 
+def test_warm_up_compiles_what_collection_calls_and_changes_no_battle(compose_train) -> None:
+    """A collection process warms its vector env up while it waits for its actor: the warm-up must compile the
+    very programs that reset and step then call (one compiled program each, not a second signature), and leave
+    the battles, keys and step counts as they were."""
+    from softqmix.envs.smax import SMAXVectorEnv
+
+    cfg = compose_train(["env=smax/terran_5v5"])
+    fields = {
+        k: v for k, v in OmegaConf.to_container(cfg.env).items() if k not in ("family", "name", "obs_last_action")
+    }
+    fields["world_steps_per_env_step"] = 7  # the game of the test above; 3 battles: a vector size nothing else uses
+    warmed, plain = SMAXVectorEnv(3, **fields), SMAXVectorEnv(3, **fields)
+    warmed.warm_up()
+    game = warmed._game
+    assert game.split_many._cache_size() == 1 and game.reset_many._cache_size() == 1
+    assert game.step_many._cache_size() == 1
+    seeds = [3, 4, 5]
+    warmed_obs, plain_obs = warmed.reset_all(seeds), plain.reset_all(seeds)
+    warmed.warm_up()  # between a reset and a step as well
+    for _ in range(4):
+        assert np.array_equal(warmed_obs.obs, plain_obs.obs) and np.array_equal(warmed_obs.avail, plain_obs.avail)
+        actions, active = plain_obs.avail.argmax(-1), np.ones(3, dtype=bool)
+        warmed_obs, plain_obs = warmed.step_all(actions, active).next, plain.step_all(actions, active).next
+    assert warmed.get_rng_state() == plain.get_rng_state()
+    assert game.split_many._cache_size() == 1 and game.reset_many._cache_size() == 1
+    assert game.step_many._cache_size() == 1
+
+
 def test_smax_uses_the_configured_jax_compilation_cache(compose_train, tmp_path) -> None:
     import jax
 

@@ -116,8 +116,9 @@ def _serve(conn: Connection, collector: EpisodeCollector, actor: Actor, progress
 
 def _serve_spawned(conn: Connection, recipe: PoolRecipe, log_file: Path | None) -> None:
     """The spawned child: its output to the run's log file (the console shows only our lines), then its envs,
-    built while the parent still builds the learner; then ("setup", (collector state, actor, progress)) and the
-    same service as a forked child. A failure to build the envs is the answer to the setup request."""
+    built and warmed up (their jitted calls compiled) while the parent still builds the learner; then ("setup",
+    (collector state, actor, progress)) and the same service as a forked child. A failure to build the envs is
+    the answer to the setup request."""
     if log_file is not None:
         log = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         os.dup2(log, 1)
@@ -128,6 +129,7 @@ def _serve_spawned(conn: Connection, recipe: PoolRecipe, log_file: Path | None) 
     failure = ""
     try:
         pool = recipe.build()
+        pool.warm_up()
     except Exception:
         failure = traceback.format_exc()
     held: dict[str, Any] = {}
@@ -291,6 +293,11 @@ class CollectorProcess:
             raise RuntimeError("a collection round is already in flight; receive() it first")
         self._send(("collect", int(t_env)))
         self._in_flight = True
+
+    @property
+    def round_in_flight(self) -> bool:
+        """Whether a requested round has not been received yet."""
+        return self._in_flight
 
     def receive(self) -> CollectedRound:
         """Wait for the round in flight."""

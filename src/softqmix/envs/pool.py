@@ -219,6 +219,13 @@ class EnvPool:
                 self._restart(indices[k], "died during step")
             return results
 
+    def warm_up(self) -> None:
+        """Let a vector env prepare what its first steps would otherwise prepare (SMAX: its jitted calls), without
+        changing its state; nothing for other pools."""
+        warm_up = getattr(self._vector, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
+
     def rng_states(self) -> list[Any]:
         with self._lock:
             if self._vector is not None:

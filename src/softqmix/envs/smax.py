@@ -518,6 +518,19 @@ class SMAXVectorEnv:
             results.append(StepResult(float(step.reward[i]), terminated, truncated, nxt, info))
         return results
 
+    def warm_up(self) -> None:
+        """Trace and compile (or load from JAX's persistent cache) the three jitted calls a round makes, on
+        throwaway battles: a collection process does this while it waits for its actor, so its first round does
+        not spend a second or two in JAX before the first step. The calls are pure; the env's own keys, battles
+        and step counts are not touched."""
+        import jax
+        import jax.numpy as jnp
+
+        keys, sub = self._game.split_many(jnp.stack([jax.random.PRNGKey(i) for i in range(self.n_envs)]))
+        state, _, _, avail, _ = self._game.reset_many(sub)
+        actions = np.asarray(avail).argmax(-1).astype(np.int32)  # host actions, as `_step` passes them
+        jax.block_until_ready(self._game.step_many(keys, state, actions))
+
     def get_rng_state(self) -> list[list[int]]:
         return np.asarray(self._keys).tolist()
 

@@ -348,6 +348,12 @@ class TrainingLoop(L.LightningModule):
         self.progress.last_log_t = self.progress.t_env
 
     # ------------------------------------------------------------------ evaluation
+    def start_collecting(self) -> None:
+        """With a collection process, have it collect the first round now, while this process does something else
+        before training (its first greedy test); the other ways of collecting start with the first batch."""
+        if isinstance(self.rounds, ProcessRounds) and not self.spec.on_policy:
+            self.rounds.start(self.progress.t_env, self._keep_going)
+
     @torch.no_grad()
     def run_test(self, actor: Any = None) -> dict[str, float]:
         """Greedy episodes with the actor (explore=False), or with `actor` (e.g. an epsilon-greedy wrapper);

@@ -115,13 +115,28 @@ class ProcessRounds:
 
     def __init__(self, remote: CollectorProcess, sync: Callable[[], None]) -> None:
         self.remote, self.sync = remote, sync
+        self._started_at: int | None = None  # the env step of a first round requested before `rounds`
+
+    def start(self, t_env: int, keep_going: KeepGoing) -> None:
+        """Request the first round now, e.g. before the learner's first greedy test, so that the child collects
+        while the learner tests; `rounds(t_env, ...)` then takes it instead of asking again."""
+        if self._started_at is None and keep_going(t_env):
+            self.sync()
+            self.remote.request(t_env)
+            self._started_at = t_env
 
     def rounds(self, t_env: int, keep_going: KeepGoing) -> Iterator[Round]:
         steps = t_env
+        started, self._started_at = self._started_at, None
+        if started is not None and started != t_env:
+            self.remote.drain()
+            raise RuntimeError(f"the first round was requested at env step {started}, the rounds start at {t_env}")
         if not keep_going(steps):
+            self.remote.drain()
             return
-        self.sync()
-        self.remote.request(steps)
+        if started is None:
+            self.sync()
+            self.remote.request(steps)
         try:
             while True:
                 got = self.remote.receive()

@@ -14,6 +14,7 @@ class GreedyEvaluation(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # on_fit_start precedes Lightning's first fetch from the stream, i.e. any collection
         if self.test_interval > 0 and pl_module.progress.last_test_t < 0:  # not when resuming
+            pl_module.start_collecting()  # a collection process gathers the first round during the test
             pl_module.run_test()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
