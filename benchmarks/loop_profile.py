@@ -30,7 +30,7 @@ PARTS = {  # part -> (file suffix, function name) whose cumulative time it is
     "updates": ("softqmix/algos/learner.py", "update"),
     "training collection": ("softqmix/data/collector.py", "collect"),
     "greedy tests": ("softqmix/loop/module.py", "run_test"),
-    "training loop (all)": ("softqmix/train.py", "_fit"),
+    "training loop (all)": ("softqmix/fit.py", "fit_run"),
     "JAX compilation": ("jax/_src/compiler.py", "backend_compile_and_load"),
 }
 

@@ -19,6 +19,8 @@ from softqmix.envs.base import StepResult
 from softqmix.envs.pool import EnvPool
 from softqmix.envs.registry import env_factory
 from softqmix.errors import EnvContractError
+from softqmix.loop import TrainingLoop
+from softqmix.loop.rounds import ProcessRounds
 from softqmix.progress import TrainingProgress
 from softqmix.train import train
 from tests.helpers import MPE_SIMPLE, CorridorEnv, SeededRandomActor
@@ -80,6 +82,59 @@ def test_the_child_acts_with_the_weights_shared_before_each_request() -> None:
         assert (remote.receive().episodes.actions == 0).all()
     finally:
         remote.close()
+
+
+def test_a_first_round_started_early_is_the_first_round_the_loop_gets() -> None:
+    """The loop asks for the first round before its first greedy test; the rounds then start with that round, asked
+    for once, with the weights shared before it, and go on as usual."""
+    progress = TrainingProgress()
+    actor = SharedConstantActor(progress)
+    remote = CollectorProcess(
+        EpisodeCollector(EnvPool.from_envs([CorridorEnv(limit=4), CorridorEnv(limit=4)]), seed=0), actor, progress
+    )
+    shared = iter([1, 2, 1])  # what each refresh shares: both agents playing 1 end an episode after one step
+    rounds = ProcessRounds(remote, lambda: actor.action.fill_(next(shared)))
+    try:
+        rounds.start(0, lambda t: t < 3)
+        assert remote.round_in_flight
+        got = [r.episodes.actions[:, : r.stats.lengths[0]] for r in rounds.rounds(0, lambda t: t < 3)]
+        assert [int(a.unique()) for a in got] == [1, 2]
+        rounds.start(0, lambda t: t < 100)
+        with pytest.raises(RuntimeError, match="requested at env step 0, the rounds start at 10"):
+            next(rounds.rounds(10, lambda t: t < 100))
+        assert not remote.round_in_flight  # the round asked for too early is dropped, not left in the pipe
+    finally:
+        remote.close()
+
+
+def test_the_child_collects_the_first_round_while_the_learner_runs_its_first_test(
+    compose_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first greedy test runs before any update; the collection process is already collecting then, instead of
+    waiting for the learner's first request after it."""
+    seen: list[bool] = []
+    run_test = TrainingLoop.run_test
+
+    def spy(self: TrainingLoop, actor: object = None) -> dict[str, float]:
+        seen.append(isinstance(self.train_collector, CollectorProcess) and self.train_collector.round_in_flight)
+        return run_test(self, actor)
+
+    monkeypatch.setattr(TrainingLoop, "run_test", spy)
+    overrides = ["env=mpe/spread_simple", "pool.collection=process", "t_max=600", "test_interval=1000"]
+    summary = train(compose_train([*overrides, "test_nepisode=2", "algo.batch_size=4", "print_report=false"]), tmp_path)
+    assert summary["status"] == "completed"
+    assert seen == [True, False]  # the first test with a round in flight; the last one after the last round
+
+
+def test_importing_the_train_module_leaves_lightning_for_after_the_spawn() -> None:
+    """`train()` spawns a SMAX collection process before anything slow; importing Lightning takes seconds, so it
+    must come after the spawn (softqmix.fit), not with softqmix.train, which the CLI imports first."""
+    import subprocess
+    import sys
+
+    code = "import sys, softqmix.train; print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.strip() == "[]"
 
 
 class RaisesAtStep2(CorridorEnv):

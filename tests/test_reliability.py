@@ -20,7 +20,8 @@ import torch
 
 from softqmix.algos.learner import DivergedUpdate
 from softqmix.algos.registry import build_learner
-from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_path
+from softqmix.checkpoint_io import AtomicCheckpointIO
+from softqmix.checkpointing import checkpoint_path
 from softqmix.config import validate_config
 from softqmix.data.collector import EpisodeCollector
 from softqmix.envs.base import EnvInfo, Observation, StepResult

@@ -1,4 +1,8 @@
-"""Checkpoint files that survive crashes, and the RNG and buffer state that make a resume exact."""
+"""Checkpoint files that survive crashes, and the RNG and buffer state that make a resume exact.
+
+No Lightning here: `train.py` reads checkpoints before it imports Lightning (softqmix.checkpoint_io has
+Lightning's plugin that writes them).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.fabric.plugins import TorchCheckpointIO
 
 from softqmix.data.buffer import EpisodeBuffer
 from softqmix.errors import OutputWriteError, ResumeRefused
@@ -31,7 +34,7 @@ def buffer_path(checkpoint_dir: Path, stamp: int) -> Path:
 
     One file per checkpoint: a checkpoint's buffer is written before the checkpoint itself, so the previous
     checkpoint's buffer must stay until the new checkpoint has replaced the old one (a process killed in
-    between resumes from the previous pair). AtomicCheckpointIO deletes the old one after the rename.
+    between resumes from the previous pair). softqmix.checkpoint_io deletes the old one after the rename.
     """
     return checkpoint_dir / f"buffer-{stamp}.pt.gz"
 
@@ -77,26 +80,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise OutputWriteError.writing(path, exc) from exc
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's torch checkpoint format, written atomically (temp file + rename).
-
-    Once the new checkpoint is in place, what only the old one needed goes: its replay-buffer file and temp
-    files left by a process killed while writing (one process per run dir, so none is being written now).
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        path = Path(path)
-        atomic_write_bytes(path, buffer.getvalue())
-        stamp = checkpoint.get("buffer_stamp")
-        keep = buffer_path(path.parent, stamp) if stamp is not None else None
-        for old in [*path.parent.glob("buffer*.pt.gz"), *path.parent.glob(".*.tmp-*")]:
-            if old != keep:
-                with contextlib.suppress(OSError):
-                    old.unlink()
 
 
 def capture_rng_state() -> dict[str, Any]:

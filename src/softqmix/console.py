@@ -108,16 +108,25 @@ class RunConsole:
         for handler in [h for h in root.handlers if _is_console(h)]:
             handler.addFilter(console_filter)
             self._undo.callback(handler.removeFilter, console_filter)
-        for name in OWN_CONSOLE_LOGGERS:
-            logger = logging.getLogger(name)
-            own_consoles = [h for h in logger.handlers if _is_console(h)]
-            for handler in own_consoles:
-                logger.removeHandler(handler)
-                self._undo.callback(logger.addHandler, handler)
-            self._undo.callback(setattr, logger, "propagate", logger.propagate)
-            logger.propagate = True  # to the root's handlers: the log file, and the filtered console
+        self.route_own_console_loggers()
         logging.captureWarnings(True)  # warnings.warn -> the "py.warnings" logger -> the log file
         self._undo.callback(logging.captureWarnings, False)
+
+    def route_own_console_loggers(self) -> None:
+        """Send the loggers of OWN_CONSOLE_LOGGERS to the root's handlers instead of their own console handlers.
+        Run on entering, and again once a library that adds such a handler on import has been imported inside the
+        console (train.py imports Lightning after it starts a spawned collection process); each change is undone
+        when the console closes."""
+        if not self.quiet:
+            return
+        for name in OWN_CONSOLE_LOGGERS:
+            logger = logging.getLogger(name)
+            for handler in [h for h in logger.handlers if _is_console(h)]:
+                logger.removeHandler(handler)
+                self._undo.callback(logger.addHandler, handler)
+            if not logger.propagate:
+                self._undo.callback(setattr, logger, "propagate", False)
+                logger.propagate = True  # to the root's handlers: the log file, and the filtered console
 
     def log_to(self, run_dir: Path) -> None:
         """Also write the log into `<run_dir>/train.log` (a resume continues another dir than Hydra's)."""

@@ -5,29 +5,25 @@ from __future__ import annotations
 import contextlib
 import errno
 import sys
-import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
-from lightning.pytorch.loggers import Logger, WandbLogger
-from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from softqmix import CONF_DIR
-from softqmix.checkpointing import AtomicCheckpointIO, checkpoint_env_step, checkpoint_path, read_checkpoint
+from softqmix.checkpointing import checkpoint_path, read_checkpoint
 from softqmix.config import Collection, register_configs, validate_config
-from softqmix.console import active_console, describe_wandb_run, run_console, say, third_party_output
+from softqmix.console import active_console, run_console, third_party_output
 from softqmix.data.collector import EpisodeCollector
 from softqmix.data.collector_process import PoolRecipe, SpawnedChild
-from softqmix.envs import env_factory, make_env
+from softqmix.envs import env_factory
 from softqmix.envs.pool import EnvPool
 from softqmix.envs.registry import check_env_requirements, env_family, vector_env_factory
 from softqmix.errors import (
@@ -41,29 +37,14 @@ from softqmix.errors import (
     TrainingDiverged,
     UserError,
 )
-from softqmix.eval.matrix_report import (
-    format_matrix_report,
-    matrix_game_report,
-    matrix_policy_report,
-    matrix_verdict,
-    studied_rate,
-)
 from softqmix.hydra_callbacks import restore_hydra_record, run_dir_is_new
-from softqmix.loop import RunSchedule, TrainingLoop
-from softqmix.loop.progress_bar import EnvStepProgressBar
-from softqmix.loop.schedule import GreedyEvaluation
-from softqmix.outputs import (
-    build_loggers,
-    check_logger_ready,
-    finish_loggers,
-    git_commit,
-    package_versions,
-    write_json,
-)
-from softqmix.preemption import PeriodicCheckpoint, PreemptionCheckpoint, redeliver
 from softqmix.rundir import locked_run_dir, remove_unused_run_dir
 
-PACKAGE_DIR = Path(__file__).resolve().parent  # the code's own dir: its git commit goes into summary.json
+if TYPE_CHECKING:
+    import lightning as L
+
+# Lightning (seconds to import) is imported after a spawned collection process has started (softqmix.fit):
+# keep it out of this module's imports.
 
 # Known-harmless messages: Hydra creates the run dir before the CSV logger writes into it,
 # the data loader is an in-process stream by design (collection shares the actor's weights),
@@ -205,8 +186,8 @@ def _check_checkpoint_config(state: dict[str, Any], saved: DictConfig, ckpt: Pat
     """Refuse a checkpoint that another config wrote: one copied from another run (a qmix checkpoint in a mappo
     run dir) or a config.yaml edited since, which would fail in the weights' load or, worse, train on silently.
 
-    Checkpoints record the run's config (`run_config`, RecordRunConfig); older ones only the learner's, whose
-    algorithm name is compared. Keys a resume may change (RESUME_OVERRIDABLE) do not count.
+    Checkpoints record the run's config (`run_config`, softqmix.fit.RecordRunConfig); older ones only the
+    learner's, whose algorithm name is compared. Keys a resume may change (RESUME_OVERRIDABLE) do not count.
     """
     if "run_config" in state:
         recorded, current = _leaves(state["run_config"]), _leaves(_plain(saved))
@@ -236,16 +217,6 @@ def _check_checkpoint_config(state: dict[str, Any], saved: DictConfig, ckpt: Pat
         "it comes from another run, or config.yaml was edited; put back the run's own config.yaml or checkpoint, "
         "or start a new run"
     )
-
-
-class RecordRunConfig(L.Callback):
-    """Writes the run's config into every checkpoint (`run_config`), for _check_checkpoint_config."""
-
-    def __init__(self, cfg: DictConfig) -> None:
-        self.config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        checkpoint["run_config"] = self.config
 
 
 def train(
@@ -309,9 +280,13 @@ def _train_locked(
     spawned_child: SpawnedChild | None = None,
 ) -> dict[str, Any]:
     cfg, run_dir, ckpt = _resolve_resume(cfg, run_dir, overrides)
+    from softqmix.outputs import check_logger_ready  # the first import of Lightning: after the spawn
+
+    console = active_console()
+    if console is not None:  # Lightning gives its loggers console handlers of their own as it is imported
+        console.route_own_console_loggers()
     check_logger_ready(cfg.logger)
     run_dir.mkdir(parents=True, exist_ok=True)
-    console = active_console()
     if console is not None:  # a resume writes into another dir than the one Hydra made: log there too
         console.log_to(run_dir)
     # the run starts or goes on: an earlier end (a failure, or a finished 700k run resumed to 1.4M) no longer
@@ -321,7 +296,9 @@ def _train_locked(
     if ckpt is None:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     torch.set_num_threads(cfg.trainer.torch_threads)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    from lightning import seed_everything
+
+    seed_everything(cfg.seed, workers=True, verbose=False)
 
     name = f"{cfg.env.family}/{cfg.env.name}"
     # also on errors and signals: env processes (e.g. StarCraft II) must not outlive us
@@ -379,134 +356,9 @@ def _build_collectors_and_fit(
         )
         test_collector = EpisodeCollector(test_pool, seed=cfg.seed + 100_000, name=name)
         cleanup.callback(test_collector.close)
-    return _fit(cfg, run_dir, ckpt, collector, test_collector, extra_callbacks or [], cleanup, spawned_child)
+    from softqmix.fit import fit_run
 
-
-def _fit(
-    cfg: DictConfig,
-    run_dir: Path,
-    ckpt: Path | None,
-    collector: EpisodeCollector,
-    test_collector: EpisodeCollector | None,
-    extra_callbacks: list[L.Callback],
-    cleanup: contextlib.ExitStack,
-    spawned_child: SpawnedChild | None = None,
-) -> dict[str, Any]:
-    info = collector.info
-    schedule = RunSchedule(
-        t_max=cfg.t_max,
-        batch_size_run=cfg.batch_size_run,
-        test_interval=cfg.test_interval,
-        test_nepisode=cfg.test_nepisode,
-        log_interval=cfg.log_interval,
-    )
-    module = TrainingLoop(cfg.algo, info, cfg.env.obs_last_action, schedule, cfg.trainer.divergence_bound)
-    if cfg.trainer.compile:
-        module.learner.compile_hot_paths()
-    module.attach_envs(
-        collector,
-        test_collector,
-        Collection(cfg.pool.collection),
-        collection_seed=cfg.seed + 1,
-        separate_actor=cfg.trainer.separate_actor,
-        process_start="fork" if spawned_child is None else "spawn",
-        spawned_child=spawned_child,
-    )
-    cleanup.callback(module.close_envs)
-    module.configure_checkpointing(checkpoint_path(run_dir).parent, cfg.checkpoint.save_buffer)
-    resume_step = None
-    if ckpt is not None:
-        resume_step = checkpoint_env_step(ckpt)
-
-    last = checkpoint_path(run_dir)
-    loggers = build_loggers(cfg, run_dir, resume_step)
-    _announce_run(run_dir, loggers)
-    trainer = L.Trainer(
-        accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices,
-        max_epochs=1,
-        logger=loggers,
-        callbacks=[
-            GreedyEvaluation(cfg.test_interval),
-            PeriodicCheckpoint(last, cfg.checkpoint.interval),
-            PreemptionCheckpoint(last),
-            RecordRunConfig(cfg),
-            *([EnvStepProgressBar()] if cfg.trainer.enable_progress_bar else []),
-            *extra_callbacks,
-        ],
-        # Under Slurm, Lightning's own SIGUSR1 auto-requeue is off: preemption is handled here
-        # (checkpoint at a consistent point, then the launcher requeues; docs/reliability.md).
-        plugins=[AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else [])],
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=cfg.trainer.enable_progress_bar,
-        deterministic=cfg.trainer.deterministic,
-        num_sanity_val_steps=0,
-        default_root_dir=str(run_dir),
-    )
-    started = time.perf_counter()
-    status = "completed"
-    try:
-        trainer.fit(module, ckpt_path=str(ckpt) if ckpt is not None else None)
-    except SystemExit:  # Lightning's SIGTERMException, raised after PreemptionCheckpoint saved
-        if module.stop_signal is None:
-            finish_loggers(trainer.loggers, failed=True)
-            raise
-    except BaseException:
-        finish_loggers(trainer.loggers, failed=True)
-        raise
-    finish_loggers(trainer.loggers, failed=False)
-    wall = time.perf_counter() - started
-    if module.stop_signal is not None:
-        status = "preempted"
-        if not last.exists() or checkpoint_env_step(last) != module.progress.t_env:
-            trainer.save_checkpoint(last, weights_only=False)
-    else:
-        trainer.save_checkpoint(last, weights_only=False)
-
-    tests = module.test_history
-    summary: dict[str, Any] = {
-        "status": status,
-        "algo": cfg.algo.name,
-        "variant": cfg.algo.variant,
-        "env": f"{cfg.env.family}/{cfg.env.name}",
-        "seed": cfg.seed,
-        "env_steps": module.progress.t_env,
-        "episodes": module.progress.episodes,
-        "updates": module.progress.updates,
-        "wall_seconds": round(wall, 3),
-        "resumed_from_step": resume_step,
-        "final_test_return": tests[-1]["test/return_mean"] if tests else None,
-        "best_test_return": max(t["test/return_mean"] for t in tests) if tests else None,
-        # returns are the env's reward times this (SMAX: 10, SMACv2's scale); null where the env has no such knob
-        "env_reward_scale": cfg.env.get("reward_scale"),
-        "reports_wins": info.reports_wins,
-        "final_test_battle_won": tests[-1]["test/battle_won_mean"] if tests and info.reports_wins else None,
-        "stop_signal": module.stop_signal,
-        "versions": package_versions(),
-        "git": git_commit(PACKAGE_DIR),
-        "tests": tests,  # every greedy evaluation with its per-episode returns and outcomes
-    }
-    # Trainer, module, stream and callbacks reference each other, so the replay buffer (12 GB for SMAX
-    # 10v10) would live until a garbage collection; the next job of a sweep runs in this process and
-    # allocates its own on top. The checkpoint is written: free it now.
-    if module.buffer is not None:
-        module.buffer.release()
-    if status == "preempted":
-        write_json(run_dir / "preempted.json", summary)
-        return summary
-    if cfg.env.family == "matrix":
-        # value learners report their joint value; policy-gradient learners only their policies
-        reporter = matrix_game_report if module.spec.joint_value else matrix_policy_report
-        report = reporter(module.learner, make_env(cfg.env))
-        summary["matrix_game"] = report
-        if cfg.print_report:
-            payoff = [list(r) for r in cfg.env.payoff]
-            print(format_matrix_report(report, payoff, cfg.env.action_names))
-            print(matrix_verdict(report, payoff, cfg.env.action_names, studied_rate(cfg)))
-    write_json(run_dir / "summary.json", summary)
-    say(_final_line(summary, run_dir))
-    return summary
+    return fit_run(cfg, run_dir, ckpt, collector, test_collector, extra_callbacks or [], cleanup, spawned_child)
 
 
 def _third_party_log() -> Path | None:
@@ -514,31 +366,6 @@ def _third_party_log() -> Path | None:
     console, else the terminal (None)."""
     console = active_console()
     return console.latest_log_file if console is not None and console.quiet else None
-
-
-def _announce_run(run_dir: Path, loggers: list[Logger]) -> None:
-    """Under the CLI: where the run lives, before it starts (the run dir; the wandb run's URL or local dir)."""
-    console = active_console()
-    if console is None:
-        return
-    console.say(f"run dir: {run_dir}")
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            console.route_wandb()  # wandb.init's banner goes to the log file
-            line = describe_wandb_run(logger.experiment)
-            if line is not None:
-                console.say(line)
-
-
-def _final_line(summary: dict[str, Any], run_dir: Path) -> str:
-    final, best = summary["final_test_return"], summary["best_test_return"]
-    result = f"final test return {final:.2f} (best {best:.2f})" if final is not None else "no test"
-    scale = summary.get("env_reward_scale")
-    if final is not None and scale is not None and scale != 1:
-        result += f" on the env's reward x{scale:g}"
-    if summary.get("final_test_battle_won") is not None:
-        result += f", win rate {summary['final_test_battle_won']:.2f}"
-    return f"done: {summary['env_steps']} env steps, {result}; summary in {run_dir / 'summary.json'}"
 
 
 def _leave_no_trace(run_dir: Path, job_name: str, resume: bool) -> None:
@@ -584,6 +411,8 @@ def main(cfg: DictConfig) -> float | None:
             failure = {"error": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
             if isinstance(exc, TrainingDiverged):  # reason, env step, update, the offending values
                 failure.update(exc.details())
+            from softqmix.outputs import write_json
+
             with contextlib.suppress(OSError):  # a full disk may have no room for it either
                 write_json(run_dir / "failed.json", failure)
         if multirun:
@@ -600,6 +429,8 @@ def main(cfg: DictConfig) -> float | None:
             file=sys.stderr,
         )
         try:
+            from softqmix.preemption import redeliver
+
             redeliver(summary["stop_signal"])
         except Exception as exc:  # the launcher's handler would not requeue (submitit: max_num_timeout reached)
             if not multirun:
