@@ -275,10 +275,15 @@ def test_warm_up_compiles_what_collection_calls_and_changes_no_battle(compose_tr
     }
     fields["world_steps_per_env_step"] = 7  # the game of the test above; 3 battles: a vector size nothing else uses
     warmed, plain = SMAXVectorEnv(3, **fields), SMAXVectorEnv(3, **fields)
-    warmed.warm_up()
     game = warmed._game
-    assert game.split_many._cache_size() == 1 and game.reset_many._cache_size() == 1
-    assert game.step_many._cache_size() == 1
+
+    def programs() -> list[int]:  # compiled programs of the three calls, over every vector size so far
+        return [game.split_many._cache_size(), game.reset_many._cache_size(), game.step_many._cache_size()]
+
+    before = programs()
+    warmed.warm_up()
+    warmed_up = programs()
+    assert warmed_up == [n + 1 for n in before]  # one program each for 3 battles
     seeds = [3, 4, 5]
     warmed_obs, plain_obs = warmed.reset_all(seeds), plain.reset_all(seeds)
     warmed.warm_up()  # between a reset and a step as well
@@ -287,8 +292,7 @@ def test_warm_up_compiles_what_collection_calls_and_changes_no_battle(compose_tr
         actions, active = plain_obs.avail.argmax(-1), np.ones(3, dtype=bool)
         warmed_obs, plain_obs = warmed.step_all(actions, active).next, plain.step_all(actions, active).next
     assert warmed.get_rng_state() == plain.get_rng_state()
-    assert game.split_many._cache_size() == 1 and game.reset_many._cache_size() == 1
-    assert game.step_many._cache_size() == 1
+    assert programs() == warmed_up  # the real resets and steps compiled nothing new
 
 
 def test_smax_uses_the_configured_jax_compilation_cache(compose_train, tmp_path) -> None:
