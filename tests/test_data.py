@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+from pathlib import Path
+
 import torch
 
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
 from softqmix.data.collector import EpisodeCollector
+from softqmix.data.collector_process import _batch_from_numpy, _batch_to_numpy
 from softqmix.envs.base import EnvInfo
 from softqmix.nets.agent import RNNAgent, build_agent_inputs
-from tests.helpers import CorridorEnv
+from tests.helpers import CorridorEnv, SeededRandomActor
 
 INFO = EnvInfo(n_agents=2, n_actions=3, obs_dim=2, state_dim=1, episode_limit=4)
 
@@ -139,3 +144,78 @@ def test_storage_bytes_for_smax_10v10() -> None:
     sampled = half.sample(2, torch.Generator().manual_seed(0))
     original = episodes.obs[torch.randperm(2, generator=torch.Generator().manual_seed(0))]
     assert sampled.obs.dtype == torch.float32 and (sampled.obs - original).abs().max() < 1e-3
+
+
+FIELDS = ("obs", "state", "avail", "actions", "reward", "terminated", "filled")
+
+
+def _round_of_corridors(limit: int = 30) -> EpisodeBatch:
+    """Four corridors of random lengths, none reaching the limit (seeded)."""
+    collector = EpisodeCollector([CorridorEnv(limit=limit, n_actions=2) for _ in range(4)], seed=0)
+    batch, stats = collector.collect(SeededRandomActor(n_actions=2, seed=0), explore=True)
+    assert len(set(stats.lengths)) > 1 and max(stats.lengths) < limit
+    return batch
+
+
+def test_a_round_is_zero_after_its_recorded_steps_and_crosses_the_pipe_unchanged() -> None:
+    """The collectors' contract that the buffer and the collection process rely on: nothing after the last step
+    any episode filled (the final observation one step further). Between an episode's end and that step the
+    finished corridor holds its last observation, so the transfer keeps those steps; the message carries only
+    the recorded ones and the learner gets the whole batch back."""
+    batch = _round_of_corridors()
+    steps = batch.recorded_steps()
+    assert steps == int(batch.filled.sum(1).max())
+    for name in FIELDS:
+        after = getattr(batch, name)[:, steps + (1 if name in ("obs", "state", "avail") else 0) :]
+        assert not after.any(), name
+    shorter = int(batch.filled.sum(1).min())
+    assert batch.state[:, shorter + 1 : steps + 1].any()  # a finished corridor's last observation, kept
+    max_t, arrays = _batch_to_numpy(batch)
+    assert max_t == batch.max_t and arrays["actions"].shape[1] == steps and arrays["obs"].shape[1] == steps + 1
+    back = _batch_from_numpy(pickle.loads(pickle.dumps((max_t, arrays))))
+    for name in FIELDS:
+        got, want = getattr(back, name), getattr(batch, name)
+        assert got.dtype == want.dtype and torch.equal(got, want), name
+
+
+def test_an_insert_writes_the_recorded_steps_and_clears_what_the_slot_held_after_them() -> None:
+    """A slot reused by a shorter episode holds exactly that episode and zeros, as if the whole slot had been
+    written; the steps each slot may hold data in are tracked, and a buffer saved before they were tracked
+    is treated as holding data in every step."""
+    info = INFO
+    long_round = _episodes([7], [4])
+    long_round.obs.fill_(3.0)  # data in every step, the final observation included
+    short_round = _episodes([9], [1])
+    short_round.obs[:, :2] = 5.0
+    buf = EpisodeBuffer(capacity=1, info=info)
+    buf.insert(long_round)
+    assert buf.written_steps.tolist() == [4]
+    saved = buf.state_dict()
+    buf.insert(short_round)
+    assert buf.written_steps.tolist() == [1]
+    for name in FIELDS:
+        assert torch.equal(getattr(buf.storage, name).float(), getattr(short_round, name).float()), name
+    old = EpisodeBuffer(capacity=1, info=info)
+    old.load_state_dict({key: value for key, value in saved.items() if key != "written_steps"})
+    assert old.written_steps.tolist() == [info.episode_limit]
+    old.insert(short_round)
+    assert torch.equal(old.storage.obs, short_round.obs)
+
+
+def test_the_storage_is_zero_and_takes_memory_only_where_written() -> None:
+    """A 1 GiB buffer becomes resident only as episodes arrive, and what was never written reads as zero."""
+    info = EnvInfo(n_agents=5, n_actions=11, obs_dim=127, state_dim=120, episode_limit=200)
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def resident() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * page
+
+    episodes = EpisodeBatch.zeros(200, info)  # whole slots: 120 MiB
+    episodes.filled[:, 0] = 1.0  # episodes that last one step
+    before = resident()
+    buf = EpisodeBuffer(capacity=2000, info=info)
+    assert buf.nbytes > 2**30
+    assert resident() - before < 64 * 2**20
+    buf.insert(episodes)
+    assert resident() - before < 64 * 2**20
+    assert not buf.storage.obs[1990:].any() and not buf.storage.state[:16, 2:].any()

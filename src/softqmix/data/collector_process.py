@@ -55,13 +55,17 @@ class CollectedRound:
     collector_state: dict[str, object]
 
 
-def _batch_to_numpy(batch: EpisodeBatch) -> dict[str, np.ndarray]:
-    # numpy arrays pickle as plain bytes; torch tensors would be moved to shared-memory files
-    return {f.name: getattr(batch, f.name).numpy() for f in fields(batch)}
+def _batch_to_numpy(batch: EpisodeBatch) -> tuple[int, dict[str, np.ndarray]]:
+    """The round's recorded steps only (the rest is zeros: on SMAX three quarters of the padded batch), with the
+    batch's step count to pad it back to. Numpy arrays pickle as plain bytes; torch tensors would be moved to
+    shared-memory files."""
+    head = batch.head(batch.recorded_steps())
+    return batch.max_t, {f.name: getattr(head, f.name).numpy() for f in fields(head)}
 
 
-def _batch_from_numpy(arrays: dict[str, np.ndarray]) -> EpisodeBatch:
-    return EpisodeBatch(**{name: torch.from_numpy(a) for name, a in arrays.items()})
+def _batch_from_numpy(message: tuple[int, dict[str, np.ndarray]]) -> EpisodeBatch:
+    max_t, arrays = message
+    return EpisodeBatch(**{name: torch.from_numpy(a) for name, a in arrays.items()}).padded_to(max_t)
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ def _ignore_stop_signals() -> None:
 
 def _collect_round(
     collector: EpisodeCollector, actor: Actor, progress: TrainingProgress, t_env: int
-) -> tuple[dict[str, np.ndarray], CollectStats, float, dict[str, object]]:
+) -> tuple[tuple[int, dict[str, np.ndarray]], CollectStats, float, dict[str, object]]:
     """`progress` is the child's copy of the learner's counters; setting its t_env makes the actor's schedules
     (epsilon) see the learner's step count, as they do in the parent."""
     progress.t_env = t_env
@@ -142,7 +146,7 @@ def _serve_spawned(conn: Connection, recipe: PoolRecipe, log_file: Path | None) 
         collector.load_state_dict(state)
         held.update(collector=collector, actor=actor, progress=progress)
 
-    def collect(t_env: int) -> tuple[dict[str, np.ndarray], CollectStats, float, dict[str, object]]:
+    def collect(t_env: int) -> tuple[tuple[int, dict[str, np.ndarray]], CollectStats, float, dict[str, object]]:
         return _collect_round(held["collector"], held["actor"], held["progress"], t_env)
 
     handlers = {"setup": setup, "collect": collect, "load_state": lambda s: held["collector"].load_state_dict(s)}
