@@ -104,7 +104,7 @@ class PackedGRU(torch.autograd.Function):
             rz = torch.add(gh[:, : 2 * hid], gi[start:end, : 2 * hid], out=gates[start:end]).sigmoid_()
             n = torch.addcmul(twice_gi_n[start:end], rz[:, :hid], gh[:, 2 * hid :], value=2, out=candidates[start:end])
             n.sigmoid_().mul_(2).sub_(1)
-            h = torch.addcmul(n, rz[:, hid:], h_prev - n, out=out[start:end])
+            h = torch.lerp(n, h_prev, rz[:, hid:], out=out[start:end])  # n + z (h - n) in one op
             start = end
         ctx.save_for_backward(w_hh, out, hidden_side, gates, candidates, prev_rows)
         ctx.batch_sizes = batch_sizes
