@@ -9,6 +9,8 @@ tolerance, for the released Soft-QMIX form, the paper form, QMIX and QPLEX.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -130,3 +132,31 @@ def test_compiled_g_equals_the_eager_one() -> None:
         **{k: v[:, : (4 if k in ("obs", "state", "avail") else 3)] for k, v in vars(shorter).items()}
     )
     assert torch.isfinite(learner.compute_losses(shorter)["loss/td"])
+
+
+@pytest.mark.parametrize("form", ["paper", "qmix"])
+def test_the_target_unroll_runs_in_its_thread_with_the_same_losses(form: str) -> None:
+    """`overlap_target_unroll` moves the target network's unroll to a worker thread, without autograd, while
+    the online network unrolls; every loss and diagnostic is bit for bit what the unroll in line gives."""
+    losses = {}
+    for overlap in (False, True):
+        torch.manual_seed(0)
+        learner = build_learner({**FORMS[form], "overlap_target_unroll": overlap}, INFO, obs_last_action=True)
+        with torch.no_grad():
+            for p in learner.target_agent.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        calls: list[tuple[str, bool]] = []
+        unroll = learner.target_agent.unroll
+
+        def spy(*args, _unroll=unroll, _calls=calls):  # type: ignore[no-untyped-def]
+            _calls.append((threading.current_thread().name, torch.is_grad_enabled()))
+            return _unroll(*args)
+
+        learner.target_agent.unroll = spy
+        torch.manual_seed(1)
+        losses[overlap] = learner.compute_losses(batch())
+        assert len(calls) == 1 and calls[0][1] is False, calls
+        assert calls[0][0].startswith("target-unroll") is overlap, calls
+    assert losses[True].keys() == losses[False].keys()
+    for key, value in losses[False].items():
+        assert torch.equal(losses[True][key], value), key

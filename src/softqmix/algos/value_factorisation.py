@@ -8,6 +8,8 @@ transform f on the MSE policy loss whose inputs are detached, so one backward pa
 from __future__ import annotations
 
 import copy
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 
@@ -31,7 +33,7 @@ from softqmix.envs.base import EnvInfo
 from softqmix.errors import ConfigError
 from softqmix.nets.agent import agent_input_dim, make_agent_net
 from softqmix.nets.mixers import MixerShape, make_mixer, mixer_spec
-from softqmix.nets.packed_gru import pack_plan
+from softqmix.nets.packed_gru import PackPlan, pack_plan
 from softqmix.nets.transforms import AffineF, IdentityTransform, MonotoneG, detached
 from softqmix.progress import TrainingProgress
 
@@ -39,6 +41,26 @@ from softqmix.progress import TrainingProgress
 class TDLoss(str, Enum):
     half_mse = "half_mse"  # mean of td^2 / 2: pymarl2 and the authors' Soft-QMIX code
     mse = "mse"  # mean of td^2: EPyMARL (the same gradient clip is then half as loose)
+
+
+_TARGET_UNROLL_THREAD: ThreadPoolExecutor | None = None
+
+
+def _target_unroll_thread() -> ThreadPoolExecutor:
+    """One worker thread for every learner of the process (updates run one at a time), made on first use."""
+    global _TARGET_UNROLL_THREAD
+    if _TARGET_UNROLL_THREAD is None:
+        _TARGET_UNROLL_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="target-unroll")
+    return _TARGET_UNROLL_THREAD
+
+
+def _forget_target_unroll_thread() -> None:
+    """A forked child has no copy of the worker thread; its executor would queue work that never runs."""
+    global _TARGET_UNROLL_THREAD
+    _TARGET_UNROLL_THREAD = None
+
+
+os.register_at_fork(after_in_child=_forget_target_unroll_thread)
 
 
 @dataclass
@@ -75,6 +97,10 @@ class ValueFactorisationConfig(ReplayLearnerConfig):
     # mask_entropy_after_termination=false reads the padding's values (the released code's leak), so it always
     # takes the padded path, and so does a learner on a GPU.
     packed_unroll_max_live: float = 0.75
+    # On a CPU, the target network unrolls in a second thread while the online network unrolls and mixes (torch
+    # releases the GIL inside each op). The same numbers either way; it pays where the collection process leaves
+    # the second core idle part of the time (SMAX: about 1.6 s of a 100k-step run, docs/results.md §11).
+    overlap_target_unroll: bool = True
 
 
 def validate_value_factorisation(cfg: ValueFactorisationConfig) -> None:
@@ -234,6 +260,7 @@ class ValueFactorisation(Learner):
         lengths = self.unroll_lengths(batch)
         plan = None if lengths is None else pack_plan(lengths, self.env_info.n_agents, steps)
         live = LiveSteps.everything(episodes, steps) if lengths is None else LiveSteps.of(lengths, steps)
+        target_unroll = self._start_target_unroll(inputs, plan)
         q = self.agent.unroll(inputs, plan)  # [B, T+1, n, A]
         # each live step's row: its state, legal actions and taken action (none after the last step: a
         # placeholder 0 there, whose value the mask drops like any padding)
@@ -249,7 +276,7 @@ class ValueFactorisation(Learner):
         q_tot = live.put(self.mix(self.mixer, g_taken, state_at, actions_at, g_all, avail_at))[:, :-1]
 
         with torch.no_grad():
-            target_q = live.take(self.target_agent.unroll(inputs, plan))
+            target_q = live.take(target_unroll.result())
             target_weights = self.target_g.weights(state_at)
             # all of the target's g: to pick the greedy next action from it, or for a dueling mixer's maxima
             full_target = (not cfg.soft_target and not cfg.double_q) or self.mixer_spec.takes_actions
@@ -294,6 +321,20 @@ class ValueFactorisation(Learner):
         out["train/entropy"] = ((entropy[:, :-1] * mask).sum() / mask.sum()).detach()
         out.update(value_diagnostics(q_tot.detach(), targets, loss_mask, q[:, :-1].detach(), avail[:, :-1], mask))
         return out
+
+    def _start_target_unroll(self, inputs: torch.Tensor, plan: PackPlan | None) -> Future[torch.Tensor]:
+        """The target network's Q [B, T+1, n, A], without autograd: in the target-unroll thread on a CPU
+        (`overlap_target_unroll`), else now."""
+
+        def unroll() -> torch.Tensor:
+            with torch.no_grad():  # grad mode is per thread
+                return self.target_agent.unroll(inputs, plan)
+
+        if self.cfg.overlap_target_unroll and inputs.device.type == "cpu":
+            return _target_unroll_thread().submit(unroll)
+        done: Future[torch.Tensor] = Future()
+        done.set_result(unroll())
+        return done
 
     def unroll_lengths(self, batch: EpisodeBatch) -> torch.Tensor | None:
         """Steps of each episode the agent net must see: its filled steps and the observation after the last
