@@ -1,4 +1,5 @@
-"""When each stage of a run's start-up happens, in the learner and in a spawned collection process.
+"""When each stage of a run's start-up happens, in the learner and in a spawned collection process, and where the
+learner's time in the loop goes.
 
     python benchmarks/startup_timeline.py --out benchmarks/results/startup_timeline_smax_5v5_qmix.json -- \
         algo=qmix env=smax/protoss_5v5 t_max=100000 algo.batch_size=32 batch_size_run=16 \
@@ -11,7 +12,9 @@ and our config code; jaxmarl in `check_env_requirements`; Lightning before the e
 first greedy test and its wait for the first rounds; the child's imports, env build, warm-up (`serve` starts once
 the envs are built and warmed up) and its first rounds. The markers wrap functions from outside (nothing in the
 package changes), so each run's own timings are what the JSON holds: one run, not a benchmark of many. The
-JSON has every event (seconds since start, process, event) and the milestones read off them.
+JSON has every event (seconds since start, process, event) and the milestones read off them, and
+`learner_call_totals`: every call of the learner's loop steps (an update, a replay insert and sample, receiving a
+round from the child), counted, with their wall and thread-CPU seconds, median and longest.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import functools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -59,6 +63,39 @@ def _wrap(mark: Any, owner: Any, name: str, label: str, calls: int = 1) -> None:
     setattr(owner, name, marked)
 
 
+def _time_calls(calls: dict[str, list[tuple[float, float]]], owner: Any, name: str, label: str) -> None:
+    """Record the wall and thread-CPU seconds of every call of owner.name under `label`."""
+    original = getattr(owner, name)
+    calls[label] = []
+
+    @functools.wraps(original)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            calls[label].append((time.perf_counter() - wall, time.thread_time() - cpu))
+
+    setattr(owner, name, timed)
+
+
+def call_totals(calls: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:
+    """Per label: calls, total wall and CPU seconds, median and longest call in milliseconds."""
+    totals = {}
+    for label, times in calls.items():
+        if not times:
+            continue
+        walls = [wall for wall, _ in times]
+        totals[label] = {
+            "calls": len(times),
+            "wall_s": round(sum(walls), 3),
+            "cpu_s": round(sum(cpu for _, cpu in times), 3),
+            "median_ms": round(1000 * statistics.median(walls), 2),
+            "max_ms": round(1000 * max(walls), 2),
+        }
+    return totals
+
+
 def _run_learner(overrides: list[str]) -> None:
     mark = _marker("learner")
     mark("interpreter up")
@@ -69,6 +106,17 @@ def _run_learner(overrides: list[str]) -> None:
     from softqmix.data import collector_process
 
     mark("softqmix.train imported")
+    from softqmix.algos.learner import Learner
+    from softqmix.data.buffer import EpisodeBuffer
+
+    calls: dict[str, list[tuple[float, float]]] = {}
+    for owner, name, label in (
+        (Learner, "update", "update"),
+        (EpisodeBuffer, "insert", "replay insert"),
+        (EpisodeBuffer, "sample", "replay sample"),
+        (collector_process.CollectorProcess, "receive", "receive round"),
+    ):
+        _time_calls(calls, owner, name, label)
     _wrap(mark, train, "_spawn_collection_process", "spawn collection process")
     _wrap(mark, train, "check_env_requirements", "import jaxmarl (check_env_requirements)")
     build = train._build_collectors_and_fit
@@ -90,6 +138,8 @@ def _run_learner(overrides: list[str]) -> None:
         run_train_cli()
     finally:
         mark("learner exits")
+        with open(os.environ[EVENTS], "a") as handle:
+            handle.write(json.dumps({"process": "learner", "call_totals": call_totals(calls)}) + "\n")
 
 
 def _prepare_child() -> None:
@@ -140,15 +190,18 @@ def main() -> None:
     code = subprocess.run(
         [sys.executable, __file__, "--as-run", *args.overrides], cwd=REPO, env=env, stdout=subprocess.DEVNULL
     ).returncode
-    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    lines = [json.loads(line) for line in events_file.read_text().splitlines()]
     events_file.unlink()
+    events = [line for line in lines if "event" in line]
+    totals = next((line["call_totals"] for line in lines if "call_totals" in line), None)
     result = {
         "command": [sys.executable, "train.py", *args.overrides],
         "exit_code": code,
         "milestones": milestones(events),
+        "learner_call_totals": totals,
         "events": sorted(events, key=lambda e: e["s"]),
     }
-    print(json.dumps(result["milestones"], indent=2))
+    print(json.dumps({"milestones": result["milestones"], "learner_call_totals": totals}, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     if code != 0:

@@ -144,3 +144,29 @@ def test_the_shipped_rates_are_the_committed_study_and_cover_the_default_run(com
             assert theirs is not None and rate.authors == (theirs["greedy_optimal"], theirs["runs"])
     default = studied_rate(compose_train([]))  # `python train.py` quotes both codes
     assert default is not None and default.authors is not None and default.ours[1] >= 20
+
+
+def test_a_partial_rerun_replaces_only_its_own_groups_of_an_earlier_report(monkeypatch) -> None:
+    """matrix_parity.py report --earlier: the rerun's groups win, the others are kept, in the report's order."""
+    from tests.helpers import load_script
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks/parity"))
+    parity = load_script("benchmarks/parity/matrix_parity.py")
+
+    def row(code: str, form: str, alpha: float, t_max: int, successes: int) -> dict[str, Any]:
+        return {"code": code, "form": form, "alpha": alpha, "t_max": t_max, "successes": successes}
+
+    earlier = [
+        row("authors", "release", 0.03, 10000, 7),
+        row("ours", "default", 0.03, 10000, 7),
+        row("ours", "release", 0.03, 10000, 8),
+        row("ours", "release", 0.1, 10000, 4),
+    ]
+    rerun = [row("ours", "release", 0.1, 10000, 5), row("ours", "release", 0.03, 10000, 6)]
+    merged = parity.with_earlier_rows(rerun, earlier)
+    assert [(r["code"], r["form"], r["alpha"], r["successes"]) for r in merged] == [
+        ("authors", "release", 0.03, 7),
+        ("ours", "default", 0.03, 7),
+        ("ours", "release", 0.03, 6),
+        ("ours", "release", 0.1, 5),
+    ]

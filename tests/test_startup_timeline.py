@@ -23,3 +23,13 @@ def test_milestones_take_each_process_first_matching_event_and_leave_missing_one
     assert got["learner_waits_for_round_1_from_s"] == 13.4 and got["learner_has_round_1_s"] == 13.5
     assert got["first_training_step_s"] == 13.9 and got["first_update_done_s"] is None
     assert got["learner_first_test_s"] is None and got["learner_exits_s"] is None
+
+
+def test_call_totals_sum_each_label_and_skip_labels_never_called() -> None:
+    timeline = load_script("benchmarks/startup_timeline.py")
+    got = timeline.call_totals(
+        {"update": [(0.06, 0.05), (0.08, 0.07), (0.07, 0.06)], "replay insert": [(0.002, 0.002)], "receive round": []}
+    )
+    assert set(got) == {"update", "replay insert"}
+    assert got["update"] == {"calls": 3, "wall_s": 0.21, "cpu_s": 0.18, "median_ms": 70.0, "max_ms": 80.0}
+    assert got["replay insert"]["calls"] == 1 and got["replay insert"]["median_ms"] == 2.0

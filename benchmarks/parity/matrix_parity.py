@@ -338,11 +338,25 @@ def study_rates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rates
 
 
+def group_key(row: dict[str, Any]) -> tuple[str, str, float, int]:
+    return row["code"], row["form"], row["alpha"], row["t_max"]
+
+
+def with_earlier_rows(rows: list[dict[str, Any]], earlier: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A partial rerun's rows, and an earlier report's rows for every group it did not rerun, in report order."""
+    rerun = {group_key(r) for r in rows}
+    return sorted(rows + [r for r in earlier if group_key(r) not in rerun], key=group_key)
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     records = [json.loads(p.read_text()) for p in sorted((Path(args.work_dir) / "records").glob("*.json"))]
     if not records:
         raise SystemExit(f"no records under {args.work_dir}/records")
     rows = group_rows(records, Path(args.work_dir))
+    if args.earlier:
+        kept = len(rows)
+        rows = with_earlier_rows(rows, json.loads(Path(args.earlier).read_text()))
+        print(f"{kept} groups from {args.work_dir}, {len(rows) - kept} kept from {args.earlier}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "matrix_parity.json").write_text(json.dumps(rows, indent=1))
@@ -393,7 +407,12 @@ def main() -> None:
         "--rates-out",
         default=None,
         help="also write the counts that the verdict line of a matrix run quotes: the package data "
-        "src/softqmix/eval/matrix_study_rates.json, from the whole study's work dir only",
+        "src/softqmix/eval/matrix_study_rates.json, from the whole study's work dir (or a rerun's with --earlier)",
+    )
+    report.add_argument(
+        "--earlier",
+        default=None,
+        help="an earlier report's matrix_parity.json: its groups that this work dir did not rerun are kept",
     )
     args = parser.parse_args()
     {"run": cmd_run, "init": cmd_init, "report": cmd_report}[args.cmd](args)
