@@ -43,8 +43,8 @@ def test_sample_is_without_replacement_and_cut_to_the_longest_filled() -> None:
 
 
 def test_slots_never_filled_are_never_sampled() -> None:
-    """The storage is allocated uninitialised; garbage (here NaN and -1) in the slots beyond `size` must not reach
-    a batch, whatever the draws."""
+    """Whatever the slots beyond `size` hold (here NaN and -1: a resumed buffer's or a caller's leftovers), it must
+    not reach a batch, whatever the draws."""
     buf = EpisodeBuffer(capacity=16, info=INFO)
     for name in ("obs", "state", "avail", "reward", "filled"):
         getattr(buf.storage, name).fill_(float("nan") if name in ("obs", "state") else -1)
