@@ -101,7 +101,7 @@ def lazy_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """Zeros whose pages become resident only when first written, one 4 KiB page at a time: an anonymous memory
     map, which the kernel hands out zeroed. torch.zeros writes every byte up front (gigabytes for a replay buffer,
     at the start of a run), and numpy's calloc-backed zeros ask for huge pages, so that a first write clears 2 MiB
-    (4-10x slower inserts here)."""
+    (SMAX inserts 7x slower: benchmarks/replay_insert_cost.py)."""
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes == 0:
         return torch.zeros(shape, dtype=dtype)
@@ -135,9 +135,8 @@ class EpisodeBuffer:
 
     Episodes are padded to the env's limit, but an insert writes only the steps that hold data: those the round
     recorded, and in a reused slot as many as its old episode wrote (to zero them). On SMAX, where battles last
-    about a quarter of the 200-step limit, writing whole slots made each first touch of fresh memory cost a page
-    fault: a fifth of the time of a 100k-step run's inserts went to the kernel clearing pages we then filled with
-    zeros (docs/results.md, section 11).
+    about a quarter of the 200-step limit, writing whole slots made the kernel clear fresh pages that we then filled
+    with zeros: 4.7% of the learner's time in a 100k-step run (docs/results.md, section 11).
     """
 
     def __init__(self, capacity: int, info: EnvInfo, float_dtype: torch.dtype = torch.float32) -> None:
@@ -228,16 +227,10 @@ class EpisodeBuffer:
         if not self.can_sample(batch_size):
             raise ValueError(f"buffer holds {self.size} episodes, cannot sample {batch_size}")
         idx = torch.randperm(self.size, generator=generator)[:batch_size]
-        filled = self.storage.filled[idx]
-        t = max(int(filled.sum(1).max().item()), 1)
-        s = self.storage
-        picked = EpisodeBatch(
-            obs=s.obs[idx, : t + 1],
-            state=s.state[idx, : t + 1],
-            avail=s.avail[idx, : t + 1],
-            actions=s.actions[idx, :t],
-            reward=s.reward[idx, :t],
-            terminated=s.terminated[idx, :t],
-            filled=filled[:, :t],
+        t = max(int(self.storage.filled[idx].sum(1).max().item()), 1)
+        return EpisodeBatch(
+            **{
+                name: _steps_of(getattr(self.storage, name), name, t)[idx].to(dtype)
+                for name, dtype in BATCH_DTYPES.items()
+            }
         )
-        return EpisodeBatch(**{name: getattr(picked, name).to(dtype) for name, dtype in BATCH_DTYPES.items()})
