@@ -21,6 +21,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from softqmix.algos.learner import LearnerConfig
+from softqmix.cpu_placement import CpuPlacement
 from softqmix.envs.base import EnvConfig
 from softqmix.errors import ConfigError
 
@@ -41,6 +42,10 @@ class PoolConfig:
     start_method: str = "fork"  # multiprocessing start method for workers
     max_restarts: int = 3  # dead workers restarted per run before giving up
     collection: Collection = Collection.serial  # serial | thread | process (overlap collection with learning)
+    # with collection=process: auto | pinned (the learner's main thread on a core of its own) | shared
+    # (softqmix.cpu_placement); collector_nice: the collection process's niceness when pinned (null: 5)
+    cpu_placement: CpuPlacement = CpuPlacement.auto
+    collector_nice: int | None = None
 
 
 class LoggerKind(str, Enum):
@@ -165,6 +170,7 @@ VALUE_RULES: tuple[tuple[str, Range | None], ...] = (
     ("log_interval", NON_NEGATIVE),  # 0: a row after every update
     ("checkpoint.interval", NON_NEGATIVE),  # 0: only at the end and on preemption
     ("pool.max_restarts", NON_NEGATIVE),
+    ("pool.collector_nice", Range(low=0, high=19)),  # null: the default when pinned
     ("seed", Range(low=0, high=2**31 - 1)),  # numpy seeds (seed + 100000 + env index for the test envs)
     ("trainer.devices", Range(low=0, low_open=True, also=(-1,))),  # Lightning's -1: all devices
     ("trainer.torch_threads", POSITIVE),
@@ -324,6 +330,15 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"pool.collection={collection.value} is implemented for the value-factorisation learners, "
             f"not for algo={spec.name}; set pool.collection=serial"
+        )
+    placement = CpuPlacement(cfg.pool.cpu_placement)
+    if collection is not Collection.process and (
+        placement is CpuPlacement.pinned or cfg.pool.collector_nice is not None
+    ):
+        key = "pool.cpu_placement=pinned" if placement is CpuPlacement.pinned else "pool.collector_nice"
+        raise ConfigError(
+            f"{key} places the collection process, and pool.collection={collection.value} has none; "
+            "use pool.collection=process or drop the override"
         )
     if collection is Collection.process and cfg.pool.mode == "workers":
         raise ConfigError(

@@ -18,6 +18,7 @@ from softqmix.checkpoint_io import AtomicCheckpointIO
 from softqmix.checkpointing import checkpoint_env_step, checkpoint_path
 from softqmix.config import Collection
 from softqmix.console import active_console, describe_wandb_run, say
+from softqmix.cpu_placement import CpuSplit, learner_pinned
 from softqmix.data.collector import EpisodeCollector
 from softqmix.data.collector_process import SpawnedChild
 from softqmix.envs import make_env
@@ -56,6 +57,7 @@ def fit_run(
     extra_callbacks: list[L.Callback],
     cleanup: contextlib.ExitStack,
     spawned_child: SpawnedChild | None = None,
+    cpu_split: CpuSplit | None = None,
 ) -> dict[str, Any]:
     info = collector.info
     schedule = RunSchedule(
@@ -76,6 +78,7 @@ def fit_run(
         separate_actor=cfg.trainer.separate_actor,
         process_start="fork" if spawned_child is None else "spawn",
         spawned_child=spawned_child,
+        cpu_split=cpu_split,
     )
     cleanup.callback(module.close_envs)
     module.configure_checkpointing(checkpoint_path(run_dir).parent, cfg.checkpoint.save_buffer)
@@ -86,6 +89,8 @@ def fit_run(
     last = checkpoint_path(run_dir)
     loggers = build_loggers(cfg, run_dir, resume_step)
     _announce_run(run_dir, loggers)
+    if cpu_split is not None:
+        say(cpu_split.describe())
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
@@ -112,7 +117,8 @@ def fit_run(
     started = time.perf_counter()
     status = "completed"
     try:
-        trainer.fit(module, ckpt_path=str(ckpt) if ckpt is not None else None)
+        with learner_pinned(cpu_split):
+            trainer.fit(module, ckpt_path=str(ckpt) if ckpt is not None else None)
     except SystemExit:  # Lightning's SIGTERMException, raised after PreemptionCheckpoint saved
         if module.stop_signal is None:
             finish_loggers(trainer.loggers, failed=True)

@@ -21,6 +21,7 @@ from softqmix import CONF_DIR
 from softqmix.checkpointing import checkpoint_path, read_checkpoint
 from softqmix.config import Collection, register_configs, validate_config
 from softqmix.console import active_console, run_console, third_party_output
+from softqmix.cpu_placement import CpuSplit, resolve_cpu_split, usable_cpus
 from softqmix.data.collector import EpisodeCollector
 from softqmix.data.collector_process import PoolRecipe, SpawnedChild
 from softqmix.envs import env_factory
@@ -310,6 +311,18 @@ def _spawns_its_collector(cfg: DictConfig) -> bool:
     return Collection(cfg.pool.collection) is Collection.process and not env_family(cfg.env.family).fork_safe
 
 
+def _cpu_split(cfg: DictConfig) -> CpuSplit | None:
+    """Where the learner and its collection process run (softqmix.cpu_placement); None: the OS decides."""
+    return resolve_cpu_split(
+        cfg.pool.cpu_placement,
+        process_collection=Collection(cfg.pool.collection) is Collection.process,
+        accelerator=str(cfg.trainer.accelerator),
+        torch_threads=int(cfg.trainer.torch_threads),
+        collector_nice=cfg.pool.collector_nice,
+        cpus=usable_cpus(),
+    )
+
+
 def _spawn_collection_process(cfg: DictConfig) -> SpawnedChild | None:
     """With pool.collection=process for envs that do not survive a fork (SMAX), the collection process is a fresh
     interpreter: start it first, so that its imports and env build (seconds) overlap the learner's."""
@@ -317,7 +330,7 @@ def _spawn_collection_process(cfg: DictConfig) -> SpawnedChild | None:
         return None
     name = f"{cfg.env.family}/{cfg.env.name}"
     recipe = PoolRecipe(env_factory(cfg.env), vector_env_factory(cfg.env), cfg.batch_size_run, name)
-    return SpawnedChild(recipe, _third_party_log())
+    return SpawnedChild(recipe, _third_party_log(), _cpu_split(cfg))
 
 
 def _build_collectors_and_fit(
@@ -342,12 +355,14 @@ def _build_collectors_and_fit(
     cleanup.callback(collector.close)
     # The child was started from the command line's config; a resume runs the config saved with the run, which
     # may collect otherwise or build other envs.
-    wanted = _spawns_its_collector(cfg)
-    if spawned_child is not None and not (wanted and spawned_child.recipe.builds_the_same_envs_as(PoolRecipe.of(pool))):
+    wanted, split = _spawns_its_collector(cfg), _cpu_split(cfg)
+    if spawned_child is not None and not (
+        wanted and spawned_child.recipe.builds_the_same_envs_as(PoolRecipe.of(pool)) and spawned_child.split == split
+    ):
         spawned_child.close()
         spawned_child = None
     if wanted and spawned_child is None:
-        spawned_child = SpawnedChild(PoolRecipe.of(pool), _third_party_log())
+        spawned_child = SpawnedChild(PoolRecipe.of(pool), _third_party_log(), split)
         cleanup.callback(spawned_child.close)
     test_collector = None
     if Collection(cfg.pool.collection) is not Collection.serial:  # collection owns the training envs
@@ -358,7 +373,7 @@ def _build_collectors_and_fit(
         cleanup.callback(test_collector.close)
     from softqmix.fit import fit_run
 
-    return fit_run(cfg, run_dir, ckpt, collector, test_collector, extra_callbacks or [], cleanup, spawned_child)
+    return fit_run(cfg, run_dir, ckpt, collector, test_collector, extra_callbacks or [], cleanup, spawned_child, split)
 
 
 def _third_party_log() -> Path | None:

@@ -27,6 +27,7 @@ from softqmix.algos.behaviour import Behaviour, BehaviourPolicy
 from softqmix.algos.learner import Learner, OptimizerGroup, ReplayLearnerConfig, check_update_pacing
 from softqmix.algos.registry import AlgorithmSpec, register_algorithm
 from softqmix.algos.targets import soft_td_lambda_targets, td_lambda_targets
+from softqmix.cpu_placement import follow_helper_placement
 from softqmix.data.buffer import EpisodeBatch
 from softqmix.data.live_steps import LiveSteps
 from softqmix.envs.base import EnvInfo
@@ -328,6 +329,7 @@ class ValueFactorisation(Learner):
         (`overlap_target_unroll`), else now."""
 
         def unroll() -> torch.Tensor:
+            follow_helper_placement()  # a pinned run keeps this thread off the learner's core
             with torch.no_grad():  # grad mode is per thread
                 return self.target_agent.unroll(inputs, plan)
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from softqmix.cpu_placement import CpuSplit
 from softqmix.data.buffer import EpisodeBatch
 from softqmix.data.collector import Actor, CollectStats, EpisodeCollector
 from softqmix.envs.base import EnvInfo
@@ -111,14 +112,18 @@ def _collect_round(
     return _batch_to_numpy(episodes), stats, time.perf_counter() - started, collector.state_dict()
 
 
-def _serve(conn: Connection, collector: EpisodeCollector, actor: Actor, progress: TrainingProgress) -> None:
+def _serve(
+    conn: Connection, collector: EpisodeCollector, actor: Actor, progress: TrainingProgress, split: CpuSplit | None
+) -> None:
     """The forked child: collect a round per request until told to close."""
     _ignore_stop_signals()
+    if split is not None:
+        split.enter_collector()
     handlers = {"collect": lambda t_env: _collect_round(collector, actor, progress, t_env)}
     serve(conn, {**handlers, "load_state": collector.load_state_dict}, on_exit=collector.close)
 
 
-def _serve_spawned(conn: Connection, recipe: PoolRecipe, log_file: Path | None) -> None:
+def _serve_spawned(conn: Connection, recipe: PoolRecipe, log_file: Path | None, split: CpuSplit | None) -> None:
     """The spawned child: its output to the run's log file (the console shows only our lines), then its envs,
     built and warmed up (their jitted calls compiled) while the parent still builds the learner; then ("setup",
     (collector state, actor, progress)) and the same service as a forked child. A failure to build the envs is
@@ -129,6 +134,8 @@ def _serve_spawned(conn: Connection, recipe: PoolRecipe, log_file: Path | None) 
         os.dup2(log, 2)
         os.close(log)
     _ignore_stop_signals()
+    if split is not None:  # before the env's library starts its worker threads, which then inherit it
+        split.enter_collector()
     pool: EnvPool | None = None
     failure = ""
     try:
@@ -173,12 +180,12 @@ class SpawnedChild:
     child) takes seconds to import torch and the env's library and to build its envs (SMAX: about 10 s here), so
     the run starts it first and builds the learner meanwhile; `CollectorProcess` then sends it the actor."""
 
-    def __init__(self, recipe: PoolRecipe, log_file: Path | None = None) -> None:
-        self.recipe, self.log_file = recipe, log_file
+    def __init__(self, recipe: PoolRecipe, log_file: Path | None = None, split: CpuSplit | None = None) -> None:
+        self.recipe, self.log_file, self.split = recipe, log_file, split
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
-            target=_serve_spawned, args=(child, recipe, log_file), name="softqmix-collector", daemon=True
+            target=_serve_spawned, args=(child, recipe, log_file, split), name="softqmix-collector", daemon=True
         )
         with _signals_ignored_in_children():
             self.process.start()
@@ -209,7 +216,8 @@ class CollectorProcess:
     now), and sends it the collector's state and the pickled actor, whose shared weights arrive as handles to the
     same memory; the parent's collector then only describes the envs and is never stepped. The setup's answer is
     read with the first round's, so the parent does not wait for the child's start-up here. `log_file` takes a
-    child spawned here's output (None: the parent's terminal).
+    child spawned here's output (None: the parent's terminal). `split` pins the child and renices it
+    (softqmix.cpu_placement); a spawned child got it when it started.
     """
 
     def __init__(
@@ -221,6 +229,7 @@ class CollectorProcess:
         start_method: str = "fork",
         spawned: SpawnedChild | None = None,
         log_file: Path | None = None,
+        split: CpuSplit | None = None,
     ) -> None:
         if collector.pool.mode != "inprocess":
             raise ValueError("the collection process steps its envs itself: give it an in-process pool")
@@ -237,7 +246,7 @@ class CollectorProcess:
             ctx = mp.get_context("fork")
             self._conn, child = ctx.Pipe()
             self.process = ctx.Process(
-                target=_serve, args=(child, collector, actor, progress), name="softqmix-collector", daemon=True
+                target=_serve, args=(child, collector, actor, progress, split), name="softqmix-collector", daemon=True
             )
             self.process.start()
             child.close()
@@ -245,9 +254,11 @@ class CollectorProcess:
             return
         recipe = PoolRecipe.of(collector.pool)
         if spawned is None:
-            spawned = SpawnedChild(recipe, log_file)
+            spawned = SpawnedChild(recipe, log_file, split)
         elif not spawned.recipe.builds_the_same_envs_as(recipe):
             raise ValueError(f"the spawned child was started for {spawned.recipe}, the collector is {recipe}")
+        elif spawned.split != split:
+            raise ValueError(f"the spawned child was started with CPU split {spawned.split}, the run has {split}")
         spawned.taken = True
         self.process, self._conn, self.log_file = spawned.process, spawned.conn, spawned.log_file
         self._send(("setup", (self._state, actor, progress)))

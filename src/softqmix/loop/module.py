@@ -29,6 +29,7 @@ from softqmix import checkpointing
 from softqmix.algos.learner import DivergedUpdate, Learner, updates_earned
 from softqmix.algos.registry import AlgorithmSpec, algorithm, build_learner
 from softqmix.config import Collection
+from softqmix.cpu_placement import CpuSplit
 from softqmix.data.buffer import EpisodeBatch, EpisodeBuffer
 from softqmix.data.collector import CollectStats, EpisodeCollector
 from softqmix.data.collector_process import CollectorProcess, SpawnedChild
@@ -137,6 +138,7 @@ class TrainingLoop(L.LightningModule):
         separate_actor: bool | None = None,
         process_start: str = "fork",
         spawned_child: SpawnedChild | None = None,
+        cpu_split: CpuSplit | None = None,
     ) -> None:
         """Give the loop its envs; kept out of __init__ so checkpoints load without envs.
 
@@ -145,6 +147,7 @@ class TrainingLoop(L.LightningModule):
         must then be a separate collector. The process is forked here (`process_start`), before the replay buffer
         is allocated, so the child does not share (and later duplicate) its pages; for envs that do not survive a
         fork it is spawned (`process_start="spawn"`), best ahead of time (`spawned_child`, see train.py).
+        `cpu_split` pins a forked collection process (softqmix.cpu_placement); a spawned one got it at its start.
         Serial collection acts with a CPU copy of the nets refreshed after every update when
         `separate_actor` is true, or, when it is None, once the learner turns out to be on a GPU.
         """
@@ -165,7 +168,7 @@ class TrainingLoop(L.LightningModule):
             if collection is Collection.process:
                 copy.share_memory()
                 train = CollectorProcess(  # type: ignore[assignment]
-                    train, copy, self.progress, start_method=process_start, spawned=spawned_child
+                    train, copy, self.progress, start_method=process_start, spawned=spawned_child, split=cpu_split
                 )
                 self.rounds = ProcessRounds(train, sync)  # type: ignore[arg-type]
             else:
