@@ -58,6 +58,7 @@ def test_auto_pins_the_learner_to_the_first_usable_cpu_and_the_collector_to_the_
         ({"cpus": frozenset({3})}, "may use only CPU 3"),
         ({"accelerator": "gpu"}, "trainer.accelerator=gpu"),
         ({"torch_threads": 2}, "trainer.torch_threads=2"),
+        ({"side_by_side_launcher": "JoblibLauncher"}, r"launcher \(JoblibLauncher\) runs its runs side by side"),
     ],
 )
 def test_pinning_that_cannot_apply_is_shared_under_auto_and_an_error_when_asked_for(change: dict, why: str) -> None:
@@ -187,3 +188,33 @@ def test_a_run_with_a_collection_process_pins_as_resolved_and_leaves_the_learner
     assert recorder.learner == {split.learner if split else CPUS}
     assert recorder.child == recorder.target_unroll == {split.helpers if split else CPUS}
     assert os.sched_getaffinity(0) == CPUS
+
+
+@pytest.mark.parametrize(
+    ("overrides", "side_by_side"),
+    [
+        ([], None),  # a single run
+        (["hydra.mode=MULTIRUN"], None),  # the basic launcher: one run at a time
+        (["hydra.mode=MULTIRUN", "hydra/launcher=slurm"], None),  # each Slurm job has its own CPUs
+        (["hydra.mode=MULTIRUN", "hydra/launcher=joblib"], "JoblibLauncher"),
+        (["hydra.mode=MULTIRUN", "hydra/launcher=submitit_local"], "LocalLauncher"),
+    ],
+)
+def test_runs_that_a_sweep_runs_side_by_side_on_one_machine_are_not_pinned(
+    overrides: list[str], side_by_side: str | None
+) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from softqmix import CONF_DIR
+    from softqmix.train import _launcher_running_runs_side_by_side
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert _launcher_running_runs_side_by_side() == side_by_side
+    finally:
+        HydraConfig.instance().cfg = None

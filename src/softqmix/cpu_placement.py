@@ -5,7 +5,7 @@ it), while the collection process (its Python thread and XLA's worker threads fo
 target-unroll thread share the rest. Left to the OS scheduler, these three keep taking the learner's core from it:
 in a warm 100k-step SMAX 5v5 QMIX run on 2 cores, the learner's main thread spent 3.0 of 20 s runnable but not
 running (/proc/<tid>/schedstat). Pinned, it keeps a core of its own and the collection process yields to the
-target unroll (a niceness of its own); the same run then waits 0.07 s of 20 (docs/results.md, section 13).
+target unroll (a niceness of its own); the same run then waits 0.02-0.07 s of 20 (docs/results.md §11).
 
 `pinned` puts the learner's main thread on the first CPU the process may use, and the collection process and the
 learner's helper threads on the others. It needs Linux (per-thread affinity), a CPU learner with one intra-op
@@ -79,13 +79,21 @@ def resolve_cpu_split(
     torch_threads: int,
     collector_nice: int | None,
     cpus: frozenset[int] | None,
+    side_by_side_launcher: str | None = None,
 ) -> CpuSplit | None:
     """The split for these settings, or None (shared). An explicit `pinned` that cannot apply, and a
-    `collector_nice` that would go unused, are errors that name the setting and why."""
+    `collector_nice` that would go unused, are errors that name the setting and why. `side_by_side_launcher`
+    names the sweep launcher when this run is one of several running at once on this machine: each would pin its
+    learner to the same CPU."""
     placement = CpuPlacement(placement)
     why_not = None
     if not process_collection:
         why_not = "it places the collection process, and pool.collection is not process"
+    elif side_by_side_launcher is not None:
+        why_not = (
+            f"this sweep's launcher ({side_by_side_launcher}) runs its runs side by side on this machine, and each "
+            "would pin its learner to the same CPU"
+        )
     elif cpus is None:
         why_not = "this OS has no per-thread CPU affinity (it needs Linux)"
     elif len(cpus) < 2:

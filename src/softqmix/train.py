@@ -320,7 +320,24 @@ def _cpu_split(cfg: DictConfig) -> CpuSplit | None:
         torch_threads=int(cfg.trainer.torch_threads),
         collector_nice=cfg.pool.collector_nice,
         cpus=usable_cpus(),
+        side_by_side_launcher=_launcher_running_runs_side_by_side(),
     )
+
+
+# Sweep launchers under which each run has the CPUs it sees to itself: one run at a time, or a Slurm job's own cgroup.
+_LAUNCHERS_WITH_CPUS_PER_RUN = ("BasicLauncher", "SlurmLauncher")
+
+
+def _launcher_running_runs_side_by_side() -> str | None:
+    """The launcher's class name when this run is one of a multirun's runs that run at once on this machine
+    (hydra/launcher=joblib, submitit_local); None for a single run, a sequential sweep or a Slurm job."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    name = str(hydra_cfg.launcher.get("_target_", "")).rsplit(".", 1)[-1]
+    return None if name in _LAUNCHERS_WITH_CPUS_PER_RUN else name
 
 
 def _spawn_collection_process(cfg: DictConfig) -> SpawnedChild | None:
