@@ -45,9 +45,12 @@ def thread_times(pid: int) -> dict[int, tuple[str, float, float]]:
 
 
 def collection_process(pid: int) -> int | None:
-    """The spawned collection process: the learner's child that runs multiprocessing's spawn_main."""
+    """The collection process: the learner's child that runs multiprocessing's spawn_main (spawned, SMAX) or the
+    learner's own command line (forked); not multiprocessing's resource tracker."""
+    own = Path(f"/proc/{pid}/cmdline").read_bytes()
     for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+        command = Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"spawn_main" in command or command == own:
             return int(child)
     return None
 

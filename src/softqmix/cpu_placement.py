@@ -3,9 +3,10 @@
 Why: with `pool.collection=process` the learner's main thread is the run's critical path (every update waits on
 it), while the collection process (its Python thread and XLA's worker threads for SMAX) and the learner's
 target-unroll thread share the rest. Left to the OS scheduler, these three keep taking the learner's core from it:
-in a warm 100k-step SMAX 5v5 QMIX run on 2 cores, the learner's main thread spent 3.0 of 20 s runnable but not
-running (/proc/<tid>/schedstat). Pinned, it keeps a core of its own and the collection process yields to the
-target unroll (a niceness of its own); the same run then waits 0.02-0.07 s of 20 (docs/results.md §11).
+in a warm 100k-step SMAX 5v5 QMIX run on 2 cores, the learner's main thread spent 2.2-2.5 s of 20 runnable but
+not running (/proc/<tid>/schedstat). Pinned, it keeps a core of its own and the collection process yields to the
+target unroll (a niceness of its own); the same run then waits 0.03-0.11 s of 20, and ends 4% sooner, MPE Spread
+10% (benchmarks/cpu_placement.py; docs/results.md §11).
 
 `pinned` puts the learner's main thread on the first CPU the process may use, and the collection process and the
 learner's helper threads on the others. It needs Linux (per-thread affinity), a CPU learner with one intra-op
@@ -23,7 +24,7 @@ from enum import Enum
 
 from softqmix.errors import ConfigError
 
-DEFAULT_COLLECTOR_NICE = 5  # measured against 10 and 19 on SMAX 5v5 QMIX: all within noise, 5 yields the least
+DEFAULT_COLLECTOR_NICE = 5  # 10 and 19 ran within noise of 5 (docs/results.md §11); 5 takes least from collection
 
 
 class CpuPlacement(str, Enum):
