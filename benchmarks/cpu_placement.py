@@ -28,20 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from thread_cpu import thread_run_and_wait_seconds  # beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def thread_times(pid: int) -> dict[int, tuple[str, float, float]]:
-    """tid -> (name, seconds run, seconds waited runnable) of every thread of `pid` so far."""
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            ran, waited, _ = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
-            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
-        except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
-            continue
-        out[int(tid)] = (name, int(ran) / 1e9, int(waited) / 1e9)
-    return out
 
 
 def collection_process(pid: int) -> int | None:
@@ -61,11 +50,11 @@ def sample(pid: int, window: float) -> list[dict[str, object]]:
     child = collection_process(pid)
     if child is not None:
         procs["collection process"] = child
-    before = {role: thread_times(p) for role, p in procs.items()}
+    before = {role: thread_run_and_wait_seconds(p) for role, p in procs.items()}
     time.sleep(window)
     rows = []
     for role, p in procs.items():
-        for tid, (name, ran, waited) in thread_times(p).items():
+        for tid, (name, ran, waited) in thread_run_and_wait_seconds(p).items():
             if tid not in before[role]:
                 continue
             _, ran0, waited0 = before[role][tid]

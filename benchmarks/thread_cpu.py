@@ -39,6 +39,20 @@ def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
     return out
 
 
+def thread_run_and_wait_seconds(pid: int) -> dict[int, tuple[str, float, float]]:
+    """Thread id -> (name, seconds run on a CPU, seconds runnable but waiting for one) of every thread of `pid`
+    so far, from /proc/<pid>/task/<tid>/schedstat (its first two fields, in nanoseconds)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            ran, waited, _ = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended between listing and reading
+            continue
+        out[int(tid)] = (name, int(ran) / 1e9, int(waited) / 1e9)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pid", type=int, required=True)

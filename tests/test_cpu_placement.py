@@ -20,7 +20,7 @@ from softqmix.cpu_placement import (
     usable_cpus,
 )
 from softqmix.data.collector import EpisodeCollector
-from softqmix.data.collector_process import CollectorProcess, PoolRecipe
+from softqmix.data.collector_process import CollectorProcess, PoolRecipe, SpawnedChild
 from softqmix.envs.pool import EnvPool
 from softqmix.errors import ConfigError
 from softqmix.progress import TrainingProgress
@@ -118,8 +118,6 @@ def test_the_collection_process_runs_on_the_helper_cpus_at_its_niceness(start_me
 
 
 def test_a_spawned_child_started_with_another_split_is_refused() -> None:
-    from softqmix.data.collector_process import SpawnedChild
-
     child = SpawnedChild(PoolRecipe(CorridorEnv, None, 2, "corridor"), split=None)
     collector = EpisodeCollector(EnvPool(CorridorEnv, 2, name="corridor"), seed=0, name="corridor")
     split = CpuSplit(frozenset({FIRST}), frozenset({LAST}), collector_nice=3)

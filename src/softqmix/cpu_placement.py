@@ -118,30 +118,22 @@ def resolve_cpu_split(
     return CpuSplit(frozenset({first}), cpus - {first}, nice)
 
 
-# Helper threads of the learner (the target unroll) follow the split of the run in progress: a thread pool lives
+# Helper threads of the learner (the target unroll) follow the placement of the run in progress: a thread pool lives
 # across the runs of a sweep, whose placements may differ, so each helper task checks a generation counter.
-_helper_cpus: frozenset[int] | None = None
+_helper_cpus: frozenset[int] | None = None  # None: no run has placed the helpers yet
 _generation = 0
 _seen = threading.local()
 
 
 def follow_helper_placement() -> None:
-    """Called at the start of each helper task: moves the calling thread to the helper CPUs of the run in
-    progress, or back to every CPU, when the placement changed since its last task (one comparison otherwise)."""
+    """Called at the start of each helper task: moves the calling thread to the CPUs the run in progress gives
+    helpers (all of them again once a pinned run ended) when that changed since its last task; one comparison
+    otherwise."""
     if getattr(_seen, "generation", 0) == _generation:
         return
-    cpus = _helper_cpus if _helper_cpus is not None else usable_cpus_of_process()
-    if cpus is not None:
-        os.sched_setaffinity(0, cpus)
+    if _helper_cpus is not None:
+        os.sched_setaffinity(0, _helper_cpus)
     _seen.generation = _generation
-
-
-_process_cpus: frozenset[int] | None = usable_cpus()
-
-
-def usable_cpus_of_process() -> frozenset[int] | None:
-    """The CPUs the process could use before any thread of it was pinned (captured at import)."""
-    return _process_cpus
 
 
 @contextlib.contextmanager
@@ -158,5 +150,5 @@ def learner_pinned(split: CpuSplit | None) -> Iterator[None]:
     try:
         yield
     finally:
-        _helper_cpus, _generation = None, _generation + 1
+        _helper_cpus, _generation = before, _generation + 1
         os.sched_setaffinity(0, before)
